@@ -1,0 +1,136 @@
+"""Regenerate notebooks/*.ipynb from the cell sources below (one place to edit them).
+
+Every notebook: a markdown header, a cell tagged ``parameters`` (papermill), then calls into
+``utils``. Kernelspec metadata (python3) is always set: papermill and Kaggle kernels need it.
+Run: ``python scripts/build_notebooks.py``.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import nbformat
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+ROOT = Path(__file__).resolve().parent.parent
+
+PARAMETERS = '''# Parameters (papermill injects these; edit them to explore in Jupyter)
+run_dir = "runs/v1/round_1"   # this round's folder; the split lives one level up
+data_dir = None               # folder in Kaggle's Eedi layout, None means the bundled sample data
+split = "v1"                  # v1 | v2 | v3 | full
+round_idx = 1                 # round r mines with round r-1's embedder
+config_path = None            # YAML overriding utils.config.DEFAULTS
+model = None                  # base embedder path or hub id, None means the config default'''
+
+SETUP = '''import pandas as pd
+from IPython.display import display
+from utils import pipeline as P, plots
+
+pd.set_option("display.max_colwidth", 80)
+ctx = P.load_context(run_dir, data_dir, split, round_idx, config_path, model)
+print(f"split={ctx.split} round={ctx.round_idx}: {len(ctx.train_pairs)} labelled train pairs, "
+      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions")'''
+
+NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
+    "01_mine_hn": [
+        ("md", "# 01 · Mine hard negatives\n\nEmbed the training queries and the misconception corpus with the "
+               "current model (round 1: the base model; round r: round r-1's fine-tuned embedder), take the "
+               "candidates ranked in `[range_min, range_max)`, drop the positive and sample `n`. Output: "
+               "`hard_negatives.jsonl` in FlagEmbedding's format."),
+        ("params", PARAMETERS),
+        ("code", SETUP),
+        ("code", "from utils.splits import unseen_share\n"
+                 "display(ctx.pairs.groupby('fold').agg(pairs=('QuestionId_Answer', 'size'), "
+                 "labelled=('MisconceptionId', 'count'), questions=('QuestionId', 'nunique')))\n"
+                 "print(f\"validation pairs whose misconception is unseen in training: {unseen_share(P.load_split(ctx), ctx.pairs):.1%}\")\n"
+                 "print('mining model:', ctx.mining_model)\n"
+                 "print('mining settings:', ctx.config['mining'])"),
+        ("code", "records, stats = P.mine(ctx)\npd.Series(stats).to_frame('value')"),
+        ("md", "One training record (the query, its positive and the first mined negatives):"),
+        ("code", "r = records[0]\nprint(r['query'][:400])\nprint('\\nPOS:', r['pos'][0])\n"
+                 "for n in r['neg'][:5]:\n    print('NEG:', n)"),
+        ("code", "plots.score_histogram(records);"),
+    ],
+    "02_train_embedder": [
+        ("md", "# 02 · Fine-tune the embedder\n\nContrastive (InfoNCE) fine-tuning on this round's hard negatives "
+               "with in-batch negatives (`utils.train_embedder`). Output: `embedder/` in this round's folder."),
+        ("params", PARAMETERS),
+        ("code", SETUP),
+        ("code", "print('training settings:', ctx.config['train'])\nlog = P.train(ctx)\n"
+                 "pd.DataFrame(log).tail()"),
+        ("code", "plots.loss_curve(log);"),
+    ],
+    "03_eval_embedder": [
+        ("md", "# 03 · Evaluate the embedder\n\nMAP@25 and Recall@K on the validation pairs, before (base model) "
+               "and after fine-tuning; the Recall@K curve and a per-subject breakdown."),
+        ("params", PARAMETERS),
+        ("code", SETUP),
+        ("code", "if ctx.val_pairs.empty:\n    print('split=full: no validation pairs to score')\n    rankings = {}\n"
+                 "else:\n    rankings = P.evaluate_embedders(ctx)\n"
+                 "    table = pd.DataFrame({k: P.evaluate(v, ctx.val_pairs) for k, v in rankings.items()}).T\n"
+                 "    display(table.round(4))"),
+        ("code", "if rankings:\n    plots.metric_bars(table, title='validation, before vs after fine-tuning')\n"
+                 "    plots.recall_curves(rankings, ctx.val_pairs);"),
+        ("code", "if rankings:\n    by_subject = {k: P.per_group_map(v, ctx.val_pairs) for k, v in rankings.items()}\n"
+                 "    display(by_subject['finetuned'].head(15).round(3))\n"
+                 "    plots.per_group_bars(by_subject['base'], by_subject['finetuned']);"),
+    ],
+    "04_recall": [
+        ("md", "# 04 · Recall candidates\n\nTop-K candidates (faiss exact inner product; torch on GPUs without "
+               "faiss-gpu) for the validation and test pairs with this round's embedder. Output: "
+               "`candidates_val.parquet`, `candidates_test.parquet`."),
+        ("params", PARAMETERS),
+        ("code", SETUP),
+        ("code", "from utils.recall import search_backend\nprint('search backend:', search_backend(), '| k =', ctx.config['recall']['k'])\n"
+                 "candidates = P.recall_candidates(ctx)\n"
+                 "pd.Series({k: v['QuestionId_Answer'].nunique() for k, v in candidates.items()}, name='queries')"),
+        ("code", "if not ctx.val_pairs.empty:\n    display(pd.Series(P.evaluate(candidates['val'], ctx.val_pairs)).to_frame('validation').round(4))\n"
+                 "    plots.recall_curves({'fine-tuned': candidates['val']}, ctx.val_pairs, title='candidate recall');"),
+        ("code", "candidates['test'].head(10)"),
+    ],
+    "08_fuse_submit": [
+        ("md", "# 08 · Submit\n\nTake this round's best ranking (reranked if `06_rerank` ran, else recalled), "
+               "score it on validation, and write a validated `submission.csv` (25 ids per wrong answer in "
+               "`test.csv`) into the round folder and the run folder."),
+        ("params", PARAMETERS),
+        ("code", SETUP),
+        ("code", "if not ctx.val_pairs.empty:\n    source, val_ranking = P.final_ranking(ctx, 'val')\n"
+                 "    final = P.evaluate(val_ranking, ctx.val_pairs)\n    ctx.metrics('08_fuse_submit', {'final': final, 'source': source})\n"
+                 "    display(pd.Series(final, name=source).to_frame().round(4))"),
+        ("code", "source, test_ranking = P.final_ranking(ctx, 'test')\npath = P.submit(ctx, test_ranking)\n"
+                 "print('submission:', path, '| from', source)\n"
+                 "pd.read_csv(path).head() if path else None"),
+    ],
+}
+
+
+def build(name: str, cells: list[tuple[str, str]]) -> nbformat.NotebookNode:
+    nb = new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["language_info"] = {"name": "python"}
+    for kind, src in cells:
+        if kind == "md":
+            nb.cells.append(new_markdown_cell(src))
+        else:
+            cell = new_code_cell(src)
+            if kind == "params":
+                cell.metadata["tags"] = ["parameters"]
+            nb.cells.append(cell)
+    for i, cell in enumerate(nb.cells):  # stable ids keep diffs small
+        cell["id"] = f"{name[:2]}-{i:02d}"
+    return nb
+
+
+def main(names: list[str] | None = None) -> None:
+    out = ROOT / "notebooks"
+    out.mkdir(exist_ok=True)
+    for name, cells in NOTEBOOKS.items():
+        if names and name not in names:
+            continue
+        nbformat.write(build(name, cells), out / f"{name}.ipynb")
+        print(out / f"{name}.ipynb")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:] or None)

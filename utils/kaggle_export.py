@@ -1,0 +1,476 @@
+"""Package models and notebooks for Kaggle, validate their metadata, and push them.
+
+Folders follow the `kaggle` CLI layout: a dataset folder holds ``dataset-metadata.json`` plus
+the files, a kernel folder holds ``kernel-metadata.json`` plus the notebook. The validators
+mirror (not copy) the checks that ``kaggle`` 2.x makes in ``KaggleApi.dataset_create_new`` /
+``dataset_create_version`` / ``kernels_push`` / ``validate_*_string``, plus a few the server
+makes later (slug syntax, a kernelspec in the notebook), so a bad folder fails here, offline,
+with one message naming the file and field.
+
+``kaggle_cli`` defaults to a dry run that only validates and prints; it imports the ``kaggle``
+package only when really sending, because ``import kaggle`` authenticates at import time
+(printing a help text and creating an empty config dir when no credentials exist).
+Credentials are read by ``kaggle`` itself from KAGGLE_USERNAME/KAGGLE_KEY or its config
+dir; this module never reads their values nor writes them anywhere.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import json
+import os
+import re
+import shutil
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from utils.io import atomic_dir, write_json
+
+COMPETITION = "eedi-mining-misconceptions-in-mathematics"
+DATASET_METADATA = "dataset-metadata.json"
+KERNEL_METADATA = "kernel-metadata.json"
+ACTIONS = ("dataset", "kernel", "submit")
+KERNEL_TYPES = ("script", "notebook")  # KaggleApi.valid_push_kernel_types
+LANGUAGES = ("python", "r", "rmarkdown")  # KaggleApi.valid_push_language_types
+PINNING_TYPES = ("original", "latest")  # KaggleApi.valid_push_pinning_types
+SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # as KaggleApi._validate_slug_syntax
+OWNER_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")  # owner slugs may also hold "_"
+ENTRY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SUBMISSION_COLUMNS = ["QuestionId_Answer", "MisconceptionId"]
+MAX_PREDICTIONS = 25
+
+
+def _fail(where: Path | str, field: str, problem: str) -> None:
+    raise ValueError(f"{where}: field {field!r}: {problem}")
+
+
+def _split_ref(ref: Any, where: Path | str, field: str, min_slug: int, max_slug: int | None) -> tuple[str, str]:
+    """Check an ``owner/slug`` id; return (owner, slug)."""
+    if not isinstance(ref, str) or ref.count("/") != 1:
+        _fail(where, field, f"must be 'owner/slug', got {ref!r}")
+    owner, slug = ref.split("/")
+    if not OWNER_RE.match(owner):
+        _fail(where, field, f"owner {owner!r} must be a lowercase Kaggle username ([a-z0-9_-])")
+    if not SLUG_RE.match(slug):
+        _fail(where, field, f"slug {slug!r} may hold only [a-z0-9-], without leading, trailing or double '-'")
+    if len(slug) < min_slug or (max_slug is not None and len(slug) > max_slug):
+        bounds = f"{min_slug}-{max_slug}" if max_slug else f">= {min_slug}"
+        _fail(where, field, f"slug {slug!r} must be {bounds} characters, got {len(slug)}")
+    if slug == "insert-slug-here" or "INSERT_SLUG_HERE" in ref:
+        _fail(where, field, "still holds the template placeholder")
+    return owner, slug
+
+
+def _check_title(title: Any, where: Path | str, lo: int, hi: int) -> str:
+    if not isinstance(title, str) or not title.strip():
+        _fail(where, "title", "must be a non-empty string")
+    if title in ("INSERT_TITLE_HERE", "INSERT_KERNEL_TITLE_HERE"):
+        _fail(where, "title", "still holds the template placeholder")
+    if not lo <= len(title) <= hi:
+        _fail(where, "title", f"must be {lo}-{hi} characters, got {len(title)} ({title!r})")
+    return title
+
+
+def _check_sources(values: Any, where: Path | str, field: str, parts: tuple[int, ...], last_int: bool = False) -> None:
+    """Each entry a string of ``parts`` non-empty '/'-separated pieces (as kaggle's validate_*_string)."""
+    if not isinstance(values, list):
+        _fail(where, field, f"must be a list of strings, got {type(values).__name__}")
+    for v in values:
+        pieces = v.split("/") if isinstance(v, str) else []
+        if len(pieces) not in parts or not all(pieces):
+            forms = " or ".join(str(p) for p in parts)
+            _fail(where, field, f"entry {v!r} must have {forms} non-empty '/'-separated parts")
+        if last_int and not pieces[-1].isdigit():
+            _fail(where, field, f"entry {v!r} must end in an integer version number")
+
+
+def check_dataset_metadata(meta: dict, where: Path | str = DATASET_METADATA, folder: Path | None = None) -> dict:
+    """Raise ValueError naming ``where`` and the field unless ``meta`` is valid dataset metadata."""
+    if not isinstance(meta, dict):
+        _fail(where, "<root>", "must be a JSON object")
+    for field in ("title", "id", "licenses"):
+        if field not in meta:
+            _fail(where, field, "is missing")
+    _check_title(meta["title"], where, 6, 50)
+    _split_ref(meta["id"], where, "id", 6, 50)
+    licenses = meta["licenses"]
+    if not isinstance(licenses, list) or len(licenses) != 1:
+        n = len(licenses) if isinstance(licenses, list) else type(licenses).__name__
+        _fail(where, "licenses", f"must list exactly one license, got {n}")
+    if not isinstance(licenses[0], dict) or not str(licenses[0].get("name", "")).strip():
+        _fail(where, "licenses[0].name", "is missing or empty")
+    subtitle = meta.get("subtitle")
+    if subtitle and not 20 <= len(subtitle) <= 80:
+        _fail(where, "subtitle", f"must be 20-80 characters, got {len(subtitle)}")
+    if folder is not None:
+        for res in meta.get("resources") or []:
+            if not (folder / str(res.get("path", ""))).is_file():
+                _fail(where, "resources", f"file {res.get('path')!r} does not exist in {folder}")
+    return meta
+
+
+def check_kernel_metadata(meta: dict, where: Path | str = KERNEL_METADATA, folder: Path | None = None) -> dict:
+    """Raise ValueError naming ``where`` and the field unless ``meta`` is valid kernel metadata."""
+    if not isinstance(meta, dict):
+        _fail(where, "<root>", "must be a JSON object")
+    for field in ("id", "title", "code_file", "language", "kernel_type"):
+        if not meta.get(field):
+            _fail(where, field, "is missing or empty")
+    # kaggle needs >= 5 characters; 50 is Kaggle's title limit elsewhere.
+    title = _check_title(meta["title"], where, 5, 50)
+    _, slug = _split_ref(meta["id"], where, "id", 5, None)
+    # kernels_push only warns here, but a mismatch makes Kaggle file the notebook under the
+    # title's slug, so later pushes/submissions by id miss it: fail early instead.
+    from slugify import slugify  # python-slugify, the function kaggle uses
+
+    if slugify(title) != slug:
+        _fail(where, "id", f"slug {slug!r} differs from the title's slug {slugify(title)!r}")
+    if meta["language"] not in LANGUAGES:
+        _fail(where, "language", f"must be one of {LANGUAGES}, got {meta['language']!r}")
+    if meta["kernel_type"] not in KERNEL_TYPES:
+        _fail(where, "kernel_type", f"must be one of {KERNEL_TYPES}, got {meta['kernel_type']!r}")
+    for flag in ("is_private", "enable_gpu", "enable_tpu", "enable_internet"):
+        if flag in meta and not isinstance(meta[flag], bool) and str(meta[flag]).lower() not in ("true", "false"):
+            _fail(where, flag, f"must be true or false, got {meta[flag]!r}")
+    if str(meta.get("enable_gpu")).lower() == "true" and str(meta.get("enable_tpu")).lower() == "true":
+        _fail(where, "enable_tpu", "cannot be true together with enable_gpu")
+    _check_sources(meta.get("dataset_sources", []), where, "dataset_sources", (2, 3))
+    _check_sources(meta.get("kernel_sources", []), where, "kernel_sources", (2, 3))
+    _check_sources(meta.get("model_sources", []), where, "model_sources", (5,), last_int=True)
+    _check_sources(meta.get("competition_sources", []), where, "competition_sources", (1,))
+    pin = meta.get("docker_image_pinning_type")
+    if pin is not None and pin not in PINNING_TYPES:
+        _fail(where, "docker_image_pinning_type", f"must be one of {PINNING_TYPES}, got {pin!r}")
+    if folder is not None:
+        code = folder / meta["code_file"]
+        if not code.is_file():
+            _fail(where, "code_file", f"{code} does not exist")
+        if meta["kernel_type"] == "notebook":
+            check_notebook(code, language=meta["language"])
+    return meta
+
+
+def check_notebook(path: Path, language: str = "python") -> None:
+    """Raise ValueError unless ``path`` is a readable notebook with a kernelspec.
+
+    A notebook pushed without ``metadata.kernelspec`` fails on Kaggle with NoSuchKernel.
+    """
+    import nbformat
+
+    try:
+        nb = nbformat.read(str(path), as_version=4)
+    except Exception as exc:  # nbformat raises several types for unreadable/invalid JSON
+        raise ValueError(f"{path}: not a readable Jupyter notebook ({exc})") from None
+    spec = nb.metadata.get("kernelspec") or {}
+    want = "python3" if language == "python" else "ir"
+    if spec.get("name") != want:
+        raise ValueError(
+            f"{path}: field 'metadata.kernelspec.name': must be {want!r} for a Kaggle {language} kernel, "
+            f"got {spec.get('name')!r} (a kernel pushed without it fails with NoSuchKernel)"
+        )
+
+
+def _read_metadata(folder: Path, name: str) -> tuple[Path, dict]:
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: not a directory")
+    path = folder / name
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: metadata file not found")
+    try:
+        return path, json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{path}: invalid JSON ({exc})") from None
+
+
+def validate_dataset_metadata(folder: Path) -> dict:
+    """Validate ``folder/dataset-metadata.json`` and that the folder holds data; return the metadata."""
+    path, meta = _read_metadata(folder, DATASET_METADATA)
+    check_dataset_metadata(meta, path, Path(folder))
+    if not any(p.name != DATASET_METADATA for p in Path(folder).iterdir()):
+        raise ValueError(f"{folder}: dataset folder holds no files besides {DATASET_METADATA}")
+    return meta
+
+
+def validate_kernel_metadata(folder: Path) -> dict:
+    """Validate ``folder/kernel-metadata.json`` and its code file; return the metadata."""
+    path, meta = _read_metadata(folder, KERNEL_METADATA)
+    return check_kernel_metadata(meta, path, Path(folder))
+
+
+def validate_submission(path: Path, max_predictions: int = MAX_PREDICTIONS) -> pd.DataFrame:
+    """Check a competition CSV: header, ids ``<int>_<A-D>``, <= 25 distinct integer ids per row."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: submission file not found")
+    df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    if list(df.columns) != SUBMISSION_COLUMNS:
+        raise ValueError(f"{path}: header must be {','.join(SUBMISSION_COLUMNS)}, got {','.join(df.columns)}")
+    if df.empty:
+        raise ValueError(f"{path}: no rows")
+    bad_ids = df.loc[~df["QuestionId_Answer"].str.fullmatch(r"\d+_[A-D]"), "QuestionId_Answer"]
+    if len(bad_ids):
+        raise ValueError(f"{path}: field 'QuestionId_Answer': bad id {bad_ids.iloc[0]!r} (want e.g. '12_B')")
+    if df["QuestionId_Answer"].duplicated().any():
+        dup = df.loc[df["QuestionId_Answer"].duplicated(), "QuestionId_Answer"].iloc[0]
+        raise ValueError(f"{path}: field 'QuestionId_Answer': {dup!r} appears twice")
+    for qa, cell in zip(df["QuestionId_Answer"], df["MisconceptionId"]):
+        ids = cell.split()
+        if not ids or not all(i.isdigit() for i in ids) or len(ids) > max_predictions or len(set(ids)) != len(ids):
+            raise ValueError(
+                f"{path}: field 'MisconceptionId' of {qa}: want 1-{max_predictions} distinct space-separated "
+                f"integers, got {cell[:80]!r}"
+            )
+    return df
+
+
+def _copy_entry(src: Path, dst: Path) -> None:
+    if src.is_dir():
+        shutil.copytree(src, dst)  # follows symlinks: HF cache links become real files
+    else:
+        shutil.copy2(src, dst)
+
+
+def build_dataset(
+    src_dirs: dict[str, Path],
+    out_dir: Path,
+    dataset_id: str,
+    title: str,
+    license_name: str = "CC0-1.0",
+) -> Path:
+    """Copy ``src_dirs`` (name -> dir or file) into ``out_dir/<slug>/<name>`` with dataset metadata.
+
+    The folder is built in a temp dir and renamed into place, replacing an older build.
+    """
+    meta = {"title": title, "id": dataset_id, "licenses": [{"name": license_name}]}
+    check_dataset_metadata(meta, where=f"dataset {dataset_id!r}")
+    if not src_dirs:
+        raise ValueError("build_dataset: src_dirs is empty; nothing to package")
+    for name, src in src_dirs.items():
+        if not ENTRY_RE.match(name) or name == DATASET_METADATA:
+            raise ValueError(f"build_dataset: src_dirs key {name!r} is not a plain file/folder name")
+        if not Path(src).exists():
+            raise FileNotFoundError(f"build_dataset: src_dirs[{name!r}] = {src} does not exist")
+    target = Path(out_dir) / dataset_id.split("/")[1]
+    with atomic_dir(target) as tmp:
+        for name, src in src_dirs.items():
+            _copy_entry(Path(src), tmp / name)
+        write_json(tmp / DATASET_METADATA, meta)
+        check_dataset_metadata(meta, tmp / DATASET_METADATA, tmp)
+    return target
+
+
+def build_kernel(
+    notebook: Path,
+    out_dir: Path,
+    kernel_id: str,
+    title: str,
+    dataset_sources: Sequence[str],
+    competition_sources: Sequence[str] = (COMPETITION,),
+    model_sources: Sequence[str] = (),
+    enable_gpu: bool = True,
+    enable_internet: bool = False,
+    is_private: bool = True,
+    kernel_sources: Sequence[str] = (),
+) -> Path:
+    """Copy ``notebook`` into ``out_dir/<slug>/`` and write ``kernel-metadata.json`` beside it."""
+    notebook = Path(notebook)
+    if not notebook.is_file():
+        raise FileNotFoundError(f"build_kernel: notebook {notebook} not found")
+    check_notebook(notebook)
+    meta = {
+        "id": kernel_id,
+        "title": title,
+        "code_file": notebook.name,
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": bool(is_private),
+        "enable_gpu": bool(enable_gpu),
+        "enable_tpu": False,
+        "enable_internet": bool(enable_internet),
+        "dataset_sources": list(dataset_sources),
+        "competition_sources": list(competition_sources),
+        "kernel_sources": list(kernel_sources),
+        "model_sources": list(model_sources),
+    }
+    check_kernel_metadata(meta, where=f"kernel {kernel_id!r}")
+    target = Path(out_dir) / kernel_id.split("/")[1]
+    with atomic_dir(target) as tmp:
+        shutil.copy2(notebook, tmp / notebook.name)
+        write_json(tmp / KERNEL_METADATA, meta)
+        check_kernel_metadata(meta, tmp / KERNEL_METADATA, tmp)
+    return target
+
+
+# --- sending ------------------------------------------------------------------------------
+
+
+def _credential_source() -> str | None:
+    """Where kaggle would find credentials (a description, never the values), else None."""
+    if os.environ.get("KAGGLE_USERNAME") and os.environ.get("KAGGLE_KEY"):
+        return "KAGGLE_USERNAME/KAGGLE_KEY environment variables"
+    home = Path.home()
+    xdg = Path(os.environ.get("XDG_CONFIG_HOME") or home / ".config") / "kaggle"
+    dirs = [Path(os.environ["KAGGLE_CONFIG_DIR"])] if os.environ.get("KAGGLE_CONFIG_DIR") else []
+    dirs += [home / ".kaggle", xdg]
+    for d in dirs:
+        for name in ("kaggle.json", "access_token", "access_token.txt", "credentials.json"):
+            if (d / name).is_file():
+                return str(d / name)
+    return None
+
+
+def _kaggle_api() -> Any:
+    """Import and authenticate the kaggle client (network side only; never called in dry runs)."""
+    source = _credential_source()
+    if source is None:
+        raise RuntimeError(
+            "no Kaggle credentials: set KAGGLE_USERNAME and KAGGLE_KEY, or put kaggle.json in "
+            "~/.kaggle (or $KAGGLE_CONFIG_DIR)"
+        )
+    # `import kaggle` runs api.authenticate() and prints a help text on failure: keep it quiet.
+    with contextlib.redirect_stdout(io.StringIO()):
+        module = importlib.import_module("kaggle.api.kaggle_api_extended")
+    api = module.KaggleApi()
+    try:
+        api.authenticate()
+    except SystemExit:  # kaggle calls exit(1) when it cannot authenticate
+        raise RuntimeError(f"Kaggle rejected the credentials from {source}") from None
+    return api
+
+
+def _check_response(resp: Any, what: str) -> Any:
+    error = getattr(resp, "error", None) or getattr(resp, "error_message", None)
+    if error:
+        raise RuntimeError(f"Kaggle {what} failed: {error}")
+    return resp
+
+
+def _is_not_found(exc: Exception) -> bool:
+    return getattr(getattr(exc, "response", None), "status_code", None) == 404
+
+
+def _folder_listing(folder: Path) -> list[str]:
+    out = []
+    for p in sorted(Path(folder).iterdir()):
+        size = sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) if p.is_dir() else p.stat().st_size
+        out.append(f"{p.name}{'/' if p.is_dir() else ''} ({size / 1e6:.1f} MB)")
+    return out
+
+
+def _plan(action: str, path: Path, message: str | None, competition: str, public: bool) -> dict:
+    """Validate ``path`` for ``action`` and describe the API call that would be made."""
+    if action == "dataset":
+        meta = validate_dataset_metadata(path)
+        return {
+            "action": action, "call": "dataset_create_new, or dataset_create_version if it exists",
+            "folder": str(path), "id": meta["id"], "title": meta["title"],
+            "license": meta["licenses"][0]["name"], "public": public, "dir_mode": "zip",
+            "version_notes": message or "update", "files": _folder_listing(path),
+        }
+    if action == "kernel":
+        meta = validate_kernel_metadata(path)
+        keys = ("id", "title", "code_file", "enable_gpu", "enable_internet", "is_private",
+                "dataset_sources", "competition_sources", "model_sources")
+        return {"action": action, "call": "kernels_push", "folder": str(path), **{k: meta.get(k) for k in keys}}
+    if action == "submit":
+        if not competition:
+            raise ValueError("submit: competition is empty")
+        if Path(path).is_dir():  # code competition: submit the pushed notebook's output
+            meta = validate_kernel_metadata(path)
+            return {"action": action, "call": "competition_submit_code", "competition": competition,
+                    "kernel": meta["id"], "file_name": "submission.csv", "message": message or meta["title"]}
+        rows = len(validate_submission(path))
+        return {"action": action, "call": "competition_submit", "competition": competition,
+                "file": str(path), "rows": rows, "message": message or Path(path).name}
+    raise ValueError(f"unknown kaggle action {action!r}; choose one of {ACTIONS}")
+
+
+def _send(plan: dict, api: Any) -> Any:
+    action = plan["action"]
+    if action == "dataset":
+        try:
+            api.dataset_status(plan["id"])
+            exists = True
+        except Exception as exc:  # kaggle raises requests' HTTPError; 404 = not created yet
+            if not _is_not_found(exc):
+                raise
+            exists = False
+        if exists:
+            return _check_response(
+                api.dataset_create_version(plan["folder"], version_notes=plan["version_notes"], dir_mode="zip"),
+                "dataset_create_version",
+            )
+        return _check_response(
+            api.dataset_create_new(plan["folder"], public=plan["public"], dir_mode="zip"), "dataset_create_new"
+        )
+    if action == "kernel":
+        return _check_response(api.kernels_push(plan["folder"]), "kernels_push")
+    if plan["call"] == "competition_submit_code":
+        return _check_response(
+            api.competition_submit_code(plan["file_name"], plan["message"], plan["competition"], kernel=plan["kernel"]),
+            "competition_submit_code",
+        )
+    return _check_response(
+        api.competition_submit(plan["file"], plan["message"], plan["competition"]), "competition_submit"
+    )
+
+
+def kaggle_cli(
+    action: str,
+    path: Path,
+    dry_run: bool = True,
+    message: str | None = None,
+    competition: str = COMPETITION,
+    public: bool = False,
+) -> dict:
+    """Validate ``path`` for ``action`` (dataset | kernel | submit) and send it unless ``dry_run``.
+
+    ``submit`` takes a submission CSV (competition_submit) or a kernel folder
+    (competition_submit_code, which code competitions such as Eedi require). A dry run
+    prints the request and needs neither network nor credentials. Returns the plan, plus
+    ``response`` when sent.
+    """
+    if action not in ACTIONS:
+        raise ValueError(f"unknown kaggle action {action!r}; choose one of {ACTIONS}")
+    plan = _plan(action, Path(path), message, competition, public)
+    if dry_run:
+        print(f"[dry run] would call KaggleApi.{plan['call']} with:")
+        for key, value in plan.items():
+            print(f"  {key}: {value}")
+        print("[dry run] nothing sent; pass --no-dry-run to send")
+        return plan
+    response = _send(plan, _kaggle_api())
+    url = getattr(response, "url", None) or getattr(response, "ref", None)
+    print(f"sent {action} via KaggleApi.{plan['call']}" + (f": {url}" if url else ""))
+    return {**plan, "response": response}
+
+
+def add_kaggle_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add ``kaggle {dataset,kernel,submit} PATH [--no-dry-run]`` to an argparse subparsers object."""
+    p = subparsers.add_parser("kaggle", help="validate and (optionally) push a dataset, kernel or submission")
+    p.add_argument("action", choices=ACTIONS)
+    p.add_argument("path", type=Path, help="dataset/kernel folder, or submission CSV (or kernel folder) for submit")
+    p.add_argument("--no-dry-run", dest="dry_run", action="store_false", help="really send (needs credentials)")
+    p.add_argument("-m", "--message", default=None, help="version notes / submission description")
+    p.add_argument("--competition", default=COMPETITION)
+    p.add_argument("--public", action="store_true", help="make a new dataset public (default private)")
+    p.set_defaults(func=run_kaggle_command)
+    return p
+
+
+def run_kaggle_command(args: argparse.Namespace) -> int:
+    """Run a parsed ``kaggle`` subcommand; print a one-line error and return 1 on failure."""
+    try:
+        kaggle_cli(args.action, args.path, dry_run=args.dry_run, message=args.message,
+                   competition=args.competition, public=getattr(args, "public", False))
+    except (ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,117 @@
+"""Hard-negative mining from the current model, written as FlagEmbedding's jsonl.
+
+Candidates are the corpus items ranked in ``[range_min, range_max)`` (1-based) for each
+query; the positive is dropped; optionally items scoring above ``max_score_ratio`` × the
+positive's score are dropped too (likely false negatives, as in NV-Retriever); then ``n``
+are sampled. Written here rather than with FlagEmbedding's ``hn_mine`` (absent from its
+wheel) or sentence-transformers' ``mine_hard_negatives`` (re-encodes, no id output) so the
+search is one faiss/torch call over cached embeddings.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from .recall import topk
+
+
+def mine_hard_negatives(
+    query_emb: np.ndarray,
+    corpus_emb: np.ndarray,
+    positives: Sequence[int],
+    range_min: int = 2,
+    range_max: int = 100,
+    n: int = 15,
+    max_score_ratio: float | None = None,
+    seed: int = 42,
+    backend: str | None = None,
+) -> tuple[list[list[int]], list[list[float]], np.ndarray]:
+    """Return per query: sampled negative corpus *indices*, their scores, and the positive's score.
+
+    ``positives`` are corpus indices. When fewer than ``n`` candidates survive, all are kept
+    and the rest is filled with random non-positive items outside the candidate range, so
+    every query gets ``n`` negatives (``n`` must be below the corpus size).
+    """
+    if range_min < 1 or range_max <= range_min:
+        raise ValueError(f"need 1 <= range_min < range_max, got [{range_min}, {range_max})")
+    n_corpus = len(corpus_emb)
+    if n >= n_corpus:
+        raise ValueError(f"cannot sample {n} negatives from a corpus of {n_corpus}")
+    depth = min(range_max - 1, n_corpus)
+    scores, idx = topk(query_emb, corpus_emb, depth, backend)
+    positives = np.asarray(positives, dtype=np.int64)
+    pos_scores = np.einsum("ij,ij->i", np.asarray(query_emb, np.float32), np.asarray(corpus_emb, np.float32)[positives])
+    rng = np.random.default_rng(seed)
+    negs: list[list[int]] = []
+    neg_scores: list[list[float]] = []
+    for qi in range(len(positives)):
+        cand = idx[qi, range_min - 1 :]
+        cand_s = scores[qi, range_min - 1 :]
+        keep = cand != positives[qi]
+        if max_score_ratio is not None:
+            keep &= cand_s < max_score_ratio * pos_scores[qi]
+        cand, cand_s = cand[keep], cand_s[keep]
+        if len(cand) > n:
+            pick = np.sort(rng.choice(len(cand), size=n, replace=False))
+            cand, cand_s = cand[pick], cand_s[pick]
+        chosen = cand.tolist()
+        chosen_s = cand_s.tolist()
+        if len(chosen) < n:
+            banned = set(idx[qi].tolist()) | {int(positives[qi])}
+            pool = np.array([i for i in range(n_corpus) if i not in banned])
+            if len(pool) < n - len(chosen):  # tiny corpus: allow the excluded top ranks back
+                pool = np.array([i for i in range(n_corpus) if i != positives[qi] and i not in chosen])
+            extra = rng.choice(pool, size=n - len(chosen), replace=False)
+            chosen += extra.tolist()
+            q = np.asarray(query_emb[qi], np.float32)
+            chosen_s += (np.asarray(corpus_emb, np.float32)[extra] @ q).tolist()
+        negs.append([int(c) for c in chosen])
+        neg_scores.append([float(s) for s in chosen_s])
+    return negs, neg_scores, pos_scores
+
+
+def to_flag_records(
+    pairs: pd.DataFrame,
+    misconceptions: pd.DataFrame,
+    neg_idx: list[list[int]],
+    neg_scores: list[list[float]] | None = None,
+    pos_scores: Sequence[float] | None = None,
+    prompt: str = "",
+) -> list[dict]:
+    """FlagEmbedding finetune records: ``query``, ``pos``, ``neg``, ``prompt`` (+ ids, scores).
+
+    ``pairs`` must be labelled and aligned with ``neg_idx``.
+    """
+    names = misconceptions["MisconceptionName"].tolist()
+    ids = misconceptions["MisconceptionId"].astype(int).tolist()
+    id_to_row = {m: i for i, m in enumerate(ids)}
+    records = []
+    for j, rec in enumerate(pairs.to_dict("records")):
+        pos = int(rec["MisconceptionId"])
+        r = {
+            "query": rec["query_text"],
+            "pos": [names[id_to_row[pos]]],
+            "neg": [names[i] for i in neg_idx[j]],
+            "prompt": prompt,
+            "query_id": rec["QuestionId_Answer"],
+            "pos_ids": [pos],
+            "neg_ids": [ids[i] for i in neg_idx[j]],
+        }
+        if neg_scores is not None and pos_scores is not None:
+            r["pos_scores"] = [float(pos_scores[j])]
+            r["neg_scores"] = [float(s) for s in neg_scores[j]]
+        records.append(r)
+    return records
+
+
+def negative_rank_histogram(query_emb, corpus_emb, records: list[dict], corpus_ids: Sequence[int]) -> np.ndarray:
+    """Ranks (under the mining model) of every mined negative, for a sanity plot."""
+    order = np.argsort(-(np.asarray(query_emb) @ np.asarray(corpus_emb).T), axis=1)
+    pos_of = np.empty_like(order)
+    rows = np.arange(order.shape[0])[:, None]
+    pos_of[rows, order] = np.arange(order.shape[1])[None, :] + 1
+    col = {int(m): i for i, m in enumerate(corpus_ids)}
+    return np.array([pos_of[qi, col[m]] for qi, r in enumerate(records) for m in r["neg_ids"]])

@@ -1,0 +1,256 @@
+"""What each notebook does, as functions over a ``RunContext`` (notebooks stay narratives).
+
+A run folder is ``<out>/round_<r>/``; the split and the embedding cache live in ``<out>/``.
+Round r mines with round r-1's fine-tuned embedder (round 1 with the base model).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import io
+from .config import REPO_ROOT, SAMPLE_DATA_DIR, load_config
+from .data import Competition, load_competition, to_pairs
+from .embed import Embedder, cached_encode
+from .metrics import evaluate  # noqa: F401 (notebooks use P.evaluate)
+from .mining import mine_hard_negatives, to_flag_records
+from .recall import retrieve
+from .splits import make_split
+
+
+@dataclass
+class RunContext:
+    """Everything a notebook needs: config, data, split and the round's paths."""
+
+    run_dir: Path
+    split: str
+    round_idx: int
+    config: dict
+    comp: Competition
+    pairs: pd.DataFrame  # all train.csv pairs, with a ``fold`` column
+    test_pairs: pd.DataFrame  # test.csv pairs (empty frame when there is no test.csv)
+    base_model: str
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def out_dir(self) -> Path:
+        return self.run_dir.parent
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.out_dir / "cache"
+
+    @property
+    def misconceptions(self) -> pd.DataFrame:
+        return self.comp.misconceptions
+
+    @property
+    def train_pairs(self) -> pd.DataFrame:
+        """Labelled training pairs (what the models learn from)."""
+        p = self.pairs
+        return p[(p["fold"] == "train") & p["MisconceptionId"].notna()].reset_index(drop=True)
+
+    @property
+    def val_pairs(self) -> pd.DataFrame:
+        """Labelled validation pairs (what is scored); empty for ``split=full``."""
+        p = self.pairs
+        return p[(p["fold"] == "val") & p["MisconceptionId"].notna()].reset_index(drop=True)
+
+    @property
+    def embedder_dir(self) -> Path:
+        return self.run_dir / "embedder"
+
+    def round_dir(self, r: int) -> Path:
+        return self.out_dir / f"round_{r}"
+
+    @property
+    def mining_model(self) -> str:
+        """Round r-1's fine-tuned embedder, or the base model in round 1."""
+        if self.round_idx > 1:
+            prev = self.round_dir(self.round_idx - 1) / "embedder"
+            if not (prev / "embedder_config.json").exists():
+                raise FileNotFoundError(f"round {self.round_idx} mines with {prev}, which does not exist: run round {self.round_idx - 1} first")
+            return str(prev)
+        return self.base_model
+
+    def embedder(self, which: str | os.PathLike = "current") -> Embedder:
+        """``"base"``, ``"mining"``, ``"current"`` (this round's fine-tuned) or a path."""
+        e = self.config["embedder"]
+        path = {"base": self.base_model, "mining": self.mining_model, "current": str(self.embedder_dir)}.get(str(which), str(which))
+        if str(which) == "current" and not (self.embedder_dir / "embedder_config.json").exists():
+            raise FileNotFoundError(f"{self.embedder_dir}: no fine-tuned embedder yet (run 02_train_embedder)")
+        fresh = path == self.base_model
+        return Embedder(path, pooling=e["pooling"] if fresh else None,
+                        max_length=e["max_length"] if fresh else None,
+                        query_prefix=e["query_prefix"], passage_prefix=e["passage_prefix"])
+
+    def metrics(self, section: str, values: dict) -> dict:
+        return io.update_metrics(self.run_dir, section, values)
+
+
+def load_context(
+    run_dir: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    split: str = "v1",
+    round_idx: int = 1,
+    config_path: str | os.PathLike | None = None,
+    model: str | None = None,
+) -> RunContext:
+    """Load config, data and split (made once per ``<out>`` folder, then read back).
+
+    Relative paths are taken from the repository root, so a notebook opened in Jupyter
+    (cwd ``notebooks/``) and one run by papermill find the same files.
+    """
+    run_dir = _from_root(run_dir)
+    data_dir = _from_root(data_dir) if data_dir else None
+    config_path = _from_root(config_path) if config_path else None
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(config_path)
+    comp = load_competition(data_dir or SAMPLE_DATA_DIR, require_test=(split == "full"))
+    pairs = to_pairs(comp.train, cfg["data"]["query_template"])
+    split_path = run_dir.parent / "split.parquet"
+    if split_path.exists():
+        split_df = pd.read_parquet(split_path)
+        if set(split_df["QuestionId"]) != set(comp.train["QuestionId"]):
+            raise ValueError(f"{split_path} was made for other data; remove it or use another --out")
+    else:
+        split_df = make_split(comp.train, split, seed=cfg["seed"], **cfg["split"])
+        io.write_parquet(split_path, split_df)
+    pairs["fold"] = pairs["QuestionId"].map(split_df.set_index("QuestionId")["fold"])
+    test_pairs = to_pairs(comp.test, cfg["data"]["query_template"]) if comp.test is not None else pairs.iloc[:0].copy()
+    return RunContext(run_dir, split, int(round_idx), cfg, comp, pairs, test_pairs,
+                      model or cfg["embedder"]["model"])
+
+
+def _from_root(path: str | os.PathLike) -> Path:
+    p = Path(path)
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def corpus_ids(ctx: RunContext) -> np.ndarray:
+    return ctx.misconceptions["MisconceptionId"].to_numpy()
+
+
+def encode_corpus(ctx: RunContext, emb: Embedder) -> np.ndarray:
+    e = ctx.config["embedder"]
+    return cached_encode(emb, ctx.misconceptions["MisconceptionName"].tolist(), ctx.cache_dir,
+                         batch_size=e["batch_size"], show_progress=ctx.config["show_progress"])
+
+
+def encode_queries(ctx: RunContext, emb: Embedder, pairs: pd.DataFrame) -> np.ndarray:
+    e = ctx.config["embedder"]
+    return emb.encode_queries(pairs["query_text"].tolist(), batch_size=e["batch_size"], show_progress=ctx.config["show_progress"])
+
+
+def rank(ctx: RunContext, emb: Embedder, pairs: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+    """Rank the corpus for ``pairs`` with ``emb`` (top ``recall.k``)."""
+    k = k or ctx.config["recall"]["k"]
+    return retrieve(pairs["QuestionId_Answer"].tolist(), encode_queries(ctx, emb, pairs), corpus_ids(ctx), encode_corpus(ctx, emb), k)
+
+
+# -- 01: mining ----------------------------------------------------------------------------
+def mine(ctx: RunContext) -> tuple[list[dict], dict]:
+    """Mine hard negatives for the labelled training pairs; write ``hard_negatives.jsonl``."""
+    m = ctx.config["mining"]
+    emb = ctx.embedder("mining")
+    train = ctx.train_pairs
+    if train.empty:
+        raise ValueError("no labelled training pairs in this split")
+    q = encode_queries(ctx, emb, train)
+    c = encode_corpus(ctx, emb)
+    id_to_row = {int(v): i for i, v in enumerate(corpus_ids(ctx))}
+    positives = [id_to_row[int(v)] for v in train["MisconceptionId"]]
+    negs, neg_scores, pos_scores = mine_hard_negatives(
+        q, c, positives, m["range_min"], m["range_max"], m["n"], m["max_score_ratio"], ctx.config["seed"])
+    records = to_flag_records(train, ctx.misconceptions, negs, neg_scores, pos_scores, m["prompt"])
+    io.write_jsonl(ctx.run_dir / "hard_negatives.jsonl", records)
+    ranking = retrieve(train["QuestionId_Answer"].tolist(), q, corpus_ids(ctx), c, 100)
+    stats = {"mining_model": emb.name_or_path, "n_queries": len(records), "n_negatives": m["n"],
+             "train_map@25_of_mining_model": evaluate(ranking, train)["map@25"],
+             "mean_pos_score": float(np.mean(pos_scores)),
+             "mean_neg_score": float(np.mean([s for r in neg_scores for s in r]))}
+    ctx.metrics("01_mine_hn", stats)
+    return records, stats
+
+
+# -- 02: training --------------------------------------------------------------------------
+def train(ctx: RunContext) -> list[dict]:
+    """Fine-tune the base model (or the previous round's, see ``train.init``) on this round's negatives."""
+    from .train_embedder import TrainConfig, train_embedder
+
+    records = io.read_jsonl(ctx.run_dir / "hard_negatives.jsonl")
+    tcfg = dict(ctx.config["train"])
+    tcfg.setdefault("seed", ctx.config["seed"])
+    init = tcfg.pop("init", "base")  # "base": each round starts from the base model; "previous": continues
+    start = ctx.mining_model if init == "previous" else ctx.base_model
+    log = train_embedder(records, start, ctx.embedder_dir, TrainConfig.from_dict(tcfg),
+                         show_progress=ctx.config["show_progress"])
+    ctx.metrics("02_train_embedder", {"start_model": start, "steps": log[-1]["step"] + 1,
+                                      "final_loss": log[-1]["loss"], "texts_per_s": log[-1]["texts_per_s"]})
+    return log
+
+
+# -- 03/04: evaluation and recall ------------------------------------------------------------
+def evaluate_embedders(ctx: RunContext) -> dict[str, pd.DataFrame]:
+    """Rankings of the validation pairs by the base and the fine-tuned embedder."""
+    val = ctx.val_pairs
+    out = {}
+    for name in ("base", "current"):
+        out["finetuned" if name == "current" else name] = rank(ctx, ctx.embedder(name), val)
+    ctx.metrics("03_eval_embedder", {k: evaluate(v, val) for k, v in out.items()})
+    return out
+
+
+def recall_candidates(ctx: RunContext) -> dict[str, pd.DataFrame]:
+    """Top-K candidates of validation and test pairs from this round's embedder (parquet)."""
+    emb = ctx.embedder("current")
+    out = {}
+    for name, pairs in (("val", ctx.val_pairs), ("test", ctx.test_pairs)):
+        ranking = rank(ctx, emb, pairs) if len(pairs) else pd.DataFrame(columns=["QuestionId_Answer", "MisconceptionId", "rank", "score"])
+        io.write_parquet(ctx.run_dir / f"candidates_{name}.parquet", ranking)
+        out[name] = ranking
+    if len(ctx.val_pairs):
+        ctx.metrics("04_recall", {"val": evaluate(out["val"], ctx.val_pairs)})
+    return out
+
+
+def per_group_map(ranking: pd.DataFrame, pairs: pd.DataFrame, column: str = "SubjectName") -> pd.DataFrame:
+    """MAP@25 per value of ``column`` (e.g. subject), with counts, best first."""
+    rows = []
+    for value, grp in pairs.groupby(column):
+        r = evaluate(ranking[ranking["QuestionId_Answer"].isin(grp["QuestionId_Answer"])], grp)
+        rows.append({column: value, "n": len(grp), "map@25": r["map@25"], "recall@25": r["recall@25"]})
+    return pd.DataFrame(rows).sort_values(["n", "map@25"], ascending=False).reset_index(drop=True)
+
+
+# -- 08: submission ------------------------------------------------------------------------
+def final_ranking(ctx: RunContext, part: str) -> tuple[str, pd.DataFrame]:
+    """The best ranking this round has for ``part`` ("val"/"test"): reranked if present, else recalled."""
+    for name in (f"rerank_{part}.parquet", f"candidates_{part}.parquet"):
+        path = ctx.run_dir / name
+        if path.exists():
+            return name, pd.read_parquet(path)
+    raise FileNotFoundError(f"{ctx.run_dir}: no candidates_{part}.parquet (run 04_recall first)")
+
+
+def submit(ctx: RunContext, ranking: pd.DataFrame) -> Path | None:
+    """Write and validate ``submission.csv`` for test.csv in the round and in ``<out>/``."""
+    from .submission import write_submission
+
+    if ctx.test_pairs.empty:
+        return None
+    k = ctx.config["submission"]["k"]
+    ids = ctx.test_pairs["QuestionId_Answer"].tolist()
+    valid = corpus_ids(ctx).tolist()
+    path = write_submission(ranking, ids, valid, ctx.run_dir / "submission.csv", k)
+    write_submission(ranking, ids, valid, ctx.out_dir / "submission.csv", k)
+    return path
+
+
+def load_split(ctx: RunContext) -> pd.DataFrame:
+    return pd.read_parquet(ctx.out_dir / "split.parquet")
