@@ -89,6 +89,33 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "    plots.recall_curves({'fine-tuned': candidates['val']}, ctx.val_pairs, title='candidate recall');"),
         ("code", "candidates['test'].head(10)"),
     ],
+    "05_train_reranker": [
+        ("md", "# 05 · Train the reranker\n\nBuild training groups from this round's recall on the training "
+               "questions (the gold plus hard negatives from the top-K; the gold injected where recall missed it), "
+               "then fine-tune the reranker the config names: a cross-encoder (CPU default, from MiniLM), or an LLM "
+               "(pointwise yes/no or listwise lettered options) with LoRA — QLoRA 4-bit on a GPU. Output: `reranker/`."),
+        ("params", PARAMETERS),
+        ("code", SETUP),
+        ("code", "rc = P.rerank_config(ctx)\nprint({k: rc[k] for k in ('family', 'model', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length')})"),
+        ("code", "result = P.train_reranker(ctx)\npd.Series(result['stats']).to_frame('value')"),
+        ("md", "Token lengths of the training inputs (choose `max_length` from the upper percentiles):"),
+        ("code", "lengths = P.reranker_lengths(ctx, result['train_df'])\ndisplay(pd.Series(lengths['stats']).to_frame('tokens').round(1))\n"
+                 "if lengths['lengths']:\n    plots.histogram(lengths['lengths'], 'reranker input lengths', 'tokens');"),
+        ("code", "losses = P.reranker_losses(result['log'])\nif losses:\n    plots.loss_curve(losses);"),
+    ],
+    "06_rerank": [
+        ("md", "# 06 · Rerank\n\nScore the top-K candidates of the validation and test pairs with the reranker; "
+               "the final ranking is the reranked head followed by the retrieval tail, optionally a blend of "
+               "retrieval and reranker scores tuned on validation. Output: `rerank_val.parquet`, `rerank_test.parquet`."),
+        ("params", PARAMETERS),
+        ("code", SETUP),
+        ("code", "res = P.rerank_all(ctx)\nif 'summary' in res:\n    s = res['summary']\n"
+                 "    table = pd.DataFrame({k: s[k] for k in ('retrieval', 'reranker_only', 'reranked')}).T\n"
+                 "    print('blend alpha (reranker weight):', s['blend_alpha'])\n    display(table.round(4))"),
+        ("code", "if 'summary' in res:\n    plots.metric_bars(table, title='validation: retrieval vs reranked')\n"
+                 "    plots.recall_curves({'retrieval': res['candidates_val'], 'reranked': res['val']}, ctx.val_pairs, max_k=50);"),
+        ("code", "if 'blend_table' in res:\n    display(res['blend_table'].round(4))"),
+    ],
     "08_fuse_submit": [
         ("md", "# 08 · Submit\n\nTake this round's best ranking (reranked if `06_rerank` ran, else recalled), "
                "score it on validation, and write a validated `submission.csv` (25 ids per wrong answer in "

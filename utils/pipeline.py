@@ -17,7 +17,7 @@ from . import io
 from .config import REPO_ROOT, SAMPLE_DATA_DIR, load_config
 from .data import Competition, load_competition, to_pairs
 from .embed import Embedder, cached_encode
-from .metrics import evaluate  # noqa: F401 (notebooks use P.evaluate)
+from .metrics import evaluate, ranking_lists, recall_at_k
 from .mining import mine_hard_negatives, to_flag_records
 from .recall import retrieve
 from .splits import make_split
@@ -64,6 +64,10 @@ class RunContext:
     @property
     def embedder_dir(self) -> Path:
         return self.run_dir / "embedder"
+
+    @property
+    def reranker_dir(self) -> Path:
+        return self.run_dir / "reranker"
 
     def round_dir(self, r: int) -> Path:
         return self.out_dir / f"round_{r}"
@@ -254,3 +258,145 @@ def submit(ctx: RunContext, ranking: pd.DataFrame) -> Path | None:
 
 def load_split(ctx: RunContext) -> pd.DataFrame:
     return pd.read_parquet(ctx.out_dir / "split.parquet")
+
+
+# -- 05/06: reranker -------------------------------------------------------------------------
+RERANK_DEFAULTS = {
+    "family": "cross_encoder",  # cross_encoder | llm_pointwise | llm_listwise
+    "model": "default",  # cross-encoder init (encoder) or base LLM (path or hub id)
+    "top_k": 25,  # candidates per query shown to the reranker (training and scoring)
+    "n_negatives": 7,
+    "epochs": 1.0,
+    "lr": 2e-5,
+    "batch_size": 16,
+    "max_length": 256,
+    "loss": "pointwise",  # cross-encoder: pointwise | listwise
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
+    "load_in_4bit": False,
+    "window": 8,
+    "stride": 4,
+    "tta": True,
+    "blend": True,  # tune a retrieval/reranker score blend on validation
+    "score_batch_size": 64,
+}
+
+
+def rerank_config(ctx: RunContext) -> dict:
+    cfg = {**RERANK_DEFAULTS, **ctx.config.get("rerank", {})}
+    unknown = sorted(set(ctx.config.get("rerank", {})) - set(RERANK_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown rerank option(s) {unknown}; known: {sorted(RERANK_DEFAULTS)}")
+    if cfg["family"] not in ("cross_encoder", "llm_pointwise", "llm_listwise"):
+        raise ValueError(f"rerank.family {cfg['family']!r}: choose cross_encoder, llm_pointwise or llm_listwise")
+    return cfg
+
+
+def train_reranker(ctx: RunContext) -> dict:
+    """Training groups from this round's recall on the training pairs, then fine-tune the reranker."""
+    from .rerank_data import build_rerank_train
+
+    rc = rerank_config(ctx)
+    train = ctx.train_pairs
+    cands = rank(ctx, ctx.embedder("current"), train, k=max(rc["top_k"], rc["n_negatives"] + 1))
+    n_neg = rc["window"] - 1 if rc["family"] == "llm_listwise" else rc["n_negatives"]
+    df = build_rerank_train(cands, train, ctx.misconceptions, n_neg, rc["top_k"], ctx.config["seed"])
+    gold_in_head = recall_at_k(ranking_lists(cands, train["QuestionId_Answer"].tolist()),
+                               train["MisconceptionId"].astype(int).tolist(), rc["top_k"])
+    stats = {"family": rc["family"], "groups": int(df["group"].nunique()), "rows": len(df),
+             "gold_in_top_k_of_train_queries": gold_in_head}
+    if rc["family"] == "cross_encoder":
+        from .cross_encoder import train_cross_encoder
+
+        model = None if rc["model"] in ("default", None) else rc["model"]
+        train_cross_encoder(df, model, ctx.reranker_dir, epochs=rc["epochs"], lr=rc["lr"], batch_size=rc["batch_size"],
+                            max_length=rc["max_length"], loss=rc["loss"], seed=ctx.config["seed"])
+    else:
+        from .llm_reranker import train_llm_reranker
+
+        lora = rc["lora"]
+        train_llm_reranker(df, rc["model"], ctx.reranker_dir, mode=rc["family"].split("_")[1],
+                           r=lora.get("r", 16), alpha=lora.get("alpha", 32), dropout=lora.get("dropout", 0.05),
+                           **({"target_modules": lora["target_modules"]} if "target_modules" in lora else {}),
+                           load_in_4bit=rc["load_in_4bit"], epochs=rc["epochs"], lr=rc["lr"],
+                           batch_size=rc["batch_size"], max_length=rc["max_length"], seed=ctx.config["seed"])
+    log = io.read_json(ctx.reranker_dir / "train_log.json", default={})
+    ctx.metrics("05_train_reranker", stats)
+    return {"stats": stats, "log": log, "train_df": df}
+
+
+def score_reranker(ctx: RunContext, candidates: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
+    """Reranker scores for the top-``top_k`` rows of ``candidates`` (in their row order)."""
+    from .rerank_data import build_rerank_candidates
+
+    rc = rerank_config(ctx)
+    rows = build_rerank_candidates(candidates, pairs, ctx.misconceptions, rc["top_k"])
+    if rc["family"] == "cross_encoder":
+        from .cross_encoder import score_cross_encoder
+
+        return score_cross_encoder(str(ctx.reranker_dir), rows["query_text"].tolist(), rows["MisconceptionName"].tolist(),
+                                   batch_size=rc["score_batch_size"], max_length=rc["max_length"])
+    from .llm_reranker import score_llm_reranker
+
+    return score_llm_reranker(rows, str(ctx.reranker_dir), batch_size=rc["score_batch_size"], max_length=rc["max_length"],
+                              window=rc["window"], stride=rc["stride"], tta=rc["tta"])
+
+
+def rerank_all(ctx: RunContext) -> dict:
+    """Rerank validation and test candidates; tune the blend on validation; save rankings."""
+    from .rerank import blend, rerank, tune_blend
+
+    rc = rerank_config(ctx)
+    out: dict = {}
+    alpha = 1.0
+    parts = {"val": ctx.val_pairs, "test": ctx.test_pairs}
+    scores = {}
+    for part, pairs in parts.items():
+        cands = pd.read_parquet(ctx.run_dir / f"candidates_{part}.parquet")
+        scores[part] = (cands, score_reranker(ctx, cands, pairs) if len(cands) else np.array([]))
+    if rc["blend"] and len(ctx.val_pairs):
+        alpha, _, table = tune_blend(scores["val"][0], scores["val"][1], ctx.val_pairs, rc["top_k"])
+        out["blend_table"] = table
+    for part, (cands, s) in scores.items():
+        if len(cands) == 0:
+            ranking = cands
+        elif alpha < 1.0:
+            ranking = blend(cands, s, alpha, rc["top_k"])
+        else:
+            ranking = rerank(cands, s, rc["top_k"])
+        io.write_parquet(ctx.run_dir / f"rerank_{part}.parquet", ranking)
+        out[part] = ranking
+        out[f"candidates_{part}"] = cands
+    if len(ctx.val_pairs):
+        reranked_only = rerank(scores["val"][0], scores["val"][1], rc["top_k"])
+        summary = {"retrieval": evaluate(scores["val"][0], ctx.val_pairs),
+                   "reranker_only": evaluate(reranked_only, ctx.val_pairs),
+                   "reranked": evaluate(out["val"], ctx.val_pairs), "blend_alpha": alpha}
+        ctx.metrics("06_rerank", summary)
+        out["summary"] = summary
+    return out
+
+
+def reranker_lengths(ctx: RunContext, train_df: pd.DataFrame) -> dict:
+    """Token lengths of the reranker's training inputs and their percentiles."""
+    rc = rerank_config(ctx)
+    if rc["family"] == "cross_encoder":
+        from transformers import AutoTokenizer
+
+        from .llm_reranker import length_stats
+
+        tok = AutoTokenizer.from_pretrained(str(ctx.reranker_dir))
+        enc = tok(train_df["query_text"].tolist(), train_df["MisconceptionName"].tolist(), truncation=False)
+        lengths = [len(x) for x in enc["input_ids"]]
+        return {"lengths": lengths, "stats": length_stats(lengths)}
+    from .llm_reranker import prompt_length_stats
+    from .lora import load_tokenizer
+
+    stats = prompt_length_stats(train_df, load_tokenizer(str(ctx.reranker_dir)), mode=rc["family"].split("_")[1],
+                                window=rc["window"], verbose=False)
+    return {"lengths": stats.pop("lengths", []), "stats": stats}
+
+
+def reranker_losses(log: dict) -> list[dict]:
+    """Per-step losses of either reranker family as ``loss_curve`` points (x = fraction of training)."""
+    losses = log.get("losses") or []
+    return [{"epoch": (i + 1) / len(losses), "loss": float(v)} for i, v in enumerate(losses)]

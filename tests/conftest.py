@@ -1,0 +1,37 @@
+"""Shared fixtures: a tiny copy of the bundled sample data and a fast config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from utils.config import SAMPLE_DATA_DIR
+
+TINY_CONFIG = """\
+seed: 0
+mining: {n: 3, range_min: 2, range_max: 30}
+train: {epochs: 2, batch_size: 8, n_negatives: 3, lr: 1.0e-4, max_query_length: 64, max_passage_length: 32, log_every: 1}
+recall: {k: 30}
+embedder: {batch_size: 32}
+"""
+
+
+@pytest.fixture(scope="session")
+def tiny_data(tmp_path_factory) -> Path:
+    """40 training and 6 test questions of the bundled sample, with the full mapping."""
+    out = tmp_path_factory.mktemp("tiny_data")
+    train = pd.read_csv(SAMPLE_DATA_DIR / "train.csv")
+    test = pd.read_csv(SAMPLE_DATA_DIR / "test.csv")
+    train.head(40).to_csv(out / "train.csv", index=False)
+    test.head(6).to_csv(out / "test.csv", index=False)
+    (out / "misconception_mapping.csv").write_bytes((SAMPLE_DATA_DIR / "misconception_mapping.csv").read_bytes())
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_config(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
+    path.write_text(TINY_CONFIG)
+    return path

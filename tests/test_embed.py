@@ -1,0 +1,73 @@
+import numpy as np
+import pytest
+import torch
+
+from tiny_models import make_tiny_decoder
+from utils.embed import Embedder, cached_encode, pool, resolve_model
+
+TEXTS = ["Adds the numerators and the denominators", "x", "Confuses area with perimeter when finding the size of a shape"]
+
+
+@pytest.fixture(scope="module")
+def minilm():
+    return Embedder(device="cpu")
+
+
+def test_matches_sentence_transformers(minilm):
+    from sentence_transformers import SentenceTransformer
+
+    st = SentenceTransformer(resolve_model(None), device="cpu")
+    ours = minilm.encode(TEXTS * 3, batch_size=4, show_progress=False)
+    ref = st.encode(TEXTS * 3, batch_size=4, normalize_embeddings=True)
+    assert minilm.pooling == "mean" and minilm.normalize and minilm.max_length == 256
+    assert np.abs(ours - ref).max() < 1e-5
+
+
+def test_order_is_restored_after_length_sorting(minilm):
+    a = minilm.encode(TEXTS, batch_size=1, show_progress=False)
+    b = minilm.encode(TEXTS[::-1], batch_size=2, show_progress=False)[::-1]
+    assert np.allclose(a, b, atol=1e-5)
+
+
+def test_pool_last_token_left_and_right_padding():
+    hidden = torch.arange(2 * 4 * 1, dtype=torch.float32).reshape(2, 4, 1)
+    right = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]])
+    left = torch.tensor([[0, 0, 1, 1], [1, 1, 1, 1]])
+    assert pool(hidden, right, "last").squeeze(-1).tolist() == [1.0, 7.0]
+    assert pool(hidden, left, "last").squeeze(-1).tolist() == [3.0, 7.0]
+    assert pool(hidden, right, "mean").squeeze(-1).tolist() == [0.5, 5.5]
+    assert pool(hidden, right, "cls").squeeze(-1).tolist() == [0.0, 4.0]
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_decoder_last_token_same_under_both_paddings(tmp_path, arch):
+    path = make_tiny_decoder(tmp_path / arch, arch=arch)
+    emb = Embedder(path, device="cpu")
+    assert emb.pooling == "last" and emb.append_eos
+    emb.tokenizer.padding_side = "right"
+    right = emb.encode(TEXTS, batch_size=3, show_progress=False)
+    emb.tokenizer.padding_side = "left"
+    left = emb.encode(TEXTS, batch_size=3, show_progress=False)
+    single = np.stack([emb.encode([t], show_progress=False)[0] for t in TEXTS])
+    assert np.allclose(right, single, atol=1e-4) and np.allclose(left, single, atol=1e-4)
+
+
+def test_save_reload_and_sentence_transformers_compat(tmp_path, minilm):
+    from sentence_transformers import SentenceTransformer
+
+    out = minilm.save(tmp_path / "m")
+    again = Embedder(out, device="cpu")
+    assert again.settings() == minilm.settings()
+    assert np.allclose(again.encode(TEXTS, show_progress=False), minilm.encode(TEXTS, show_progress=False), atol=1e-6)
+    st = SentenceTransformer(str(out), device="cpu")
+    assert np.allclose(st.encode(TEXTS), minilm.encode(TEXTS, show_progress=False), atol=1e-5)
+
+
+def test_cache_hits_and_keys_on_text(tmp_path, minilm, monkeypatch):
+    a = cached_encode(minilm, TEXTS, tmp_path, show_progress=False)
+    assert len(list(tmp_path.glob("emb_*.npy"))) == 1
+    monkeypatch.setattr(minilm, "encode_passages", lambda *a, **k: pytest.fail("cache miss"))
+    assert np.array_equal(cached_encode(minilm, TEXTS, tmp_path), a)
+    monkeypatch.undo()
+    cached_encode(minilm, TEXTS[:2], tmp_path, show_progress=False)
+    assert len(list(tmp_path.glob("emb_*.npy"))) == 2

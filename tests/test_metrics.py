@@ -1,0 +1,58 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils.metrics import apk, evaluate, map_at_k, recall_at_k, recall_curve
+
+
+def test_apk_hand_computed():
+    assert apk([5, 3, 9], 5) == 1.0
+    assert apk([1, 2, 3, 7], 7) == 0.25
+    assert apk(list(range(100)), 30, k=25) == 0.0  # beyond k
+    assert apk(list(range(100)), 24, k=25) == 1 / 25
+    assert apk([], 3) == 0.0
+
+
+def test_apk_counts_duplicates_once():
+    # Kaggle's apk skips a prediction already seen: the gold repeated after a miss scores once.
+    assert apk([1, 1, 2], 2) == pytest.approx(1 / 3)
+    assert apk([2, 2, 2], 2) == 1.0
+
+
+def test_map_and_recall_hand_computed():
+    preds = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    gold = [1, 6, 10]
+    assert map_at_k(preds, gold) == pytest.approx((1 + 1 / 3 + 0) / 3)
+    assert recall_at_k(preds, gold, 1) == pytest.approx(1 / 3)
+    assert recall_at_k(preds, gold, 3) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError):
+        map_at_k(preds, gold[:2])
+
+
+def _ranking(lists):
+    rows = [(q, m, r + 1, -r) for q, ms in lists.items() for r, m in enumerate(ms)]
+    return pd.DataFrame(rows, columns=["QuestionId_Answer", "MisconceptionId", "rank", "score"])
+
+
+def test_evaluate_skips_unlabelled_and_uses_rank_order():
+    ranking = _ranking({"1_A": [3, 4, 5], "1_B": [9, 8], "2_C": [1]})
+    ranking = ranking.sample(frac=1, random_state=0)  # row order must not matter
+    pairs = pd.DataFrame({"QuestionId_Answer": ["1_A", "1_B", "2_C"],
+                          "MisconceptionId": pd.array([4, 8, pd.NA], dtype="Int64")})
+    out = evaluate(ranking, pairs)
+    assert out["n_queries"] == 2
+    assert out["map@25"] == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert out["recall@1"] == 0.0 and out["recall@5"] == 1.0
+    curve = recall_curve(ranking, pairs, max_k=3)
+    assert curve.tolist() == [0.0, 1.0, 1.0]
+
+
+def test_map_matches_ranx():
+    ranx = pytest.importorskip("ranx")
+    rng = np.random.default_rng(0)
+    lists = {f"q{i}": list(rng.permutation(60)[:40]) for i in range(50)}
+    gold = {q: int(rng.integers(0, 60)) for q in lists}
+    ours = map_at_k([lists[q] for q in lists], [gold[q] for q in lists], 25)
+    qrels = ranx.Qrels({q: {str(g): 1} for q, g in gold.items()})
+    run = ranx.Run({q: {str(m): float(100 - r) for r, m in enumerate(ms)} for q, ms in lists.items()})
+    assert ours == pytest.approx(ranx.evaluate(qrels, run, "map@25"), abs=1e-9)

@@ -1,0 +1,93 @@
+"""Execute the real notebooks with papermill on tiny data, through the CLI, then resume."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import nbformat
+import pandas as pd
+import pytest
+
+from utils.config import REPO_ROOT, load_config
+from utils.data import load_competition, to_pairs
+from utils.io import read_jsonl
+from utils.runner import run_chain, run_notebook
+from utils.submission import validate_submission
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_data, tiny_config):
+    out = tmp_path_factory.mktemp("run") / "v1"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "utils", "run", "--data-dir", str(tiny_data), "--config", str(tiny_config),
+         "--out", str(out), "--split", "v1"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout, time.perf_counter() - t0
+
+
+def test_chain_writes_every_artifact(finished_run, tiny_data):
+    out, stdout, _ = finished_run
+    rnd = out / "round_1"
+    for name in load_config()["notebooks"]:
+        nb = nbformat.read(rnd / f"{name}.ipynb", as_version=4)
+        assert nb.metadata["kernelspec"]["name"] == "python3"
+        assert nb.metadata["papermill"]["parameters"]["round_idx"] == 1  # typed, not "1"
+        errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", []) if o.get("output_type") == "error"]
+        assert not errors
+    assert f"submission: {out / 'submission.csv'}" in stdout
+    for f in ["config.yaml", "hard_negatives.jsonl", "embedder/embedder_config.json", "candidates_val.parquet",
+              "candidates_test.parquet", "metrics.json", "submission.csv", "timings.json"]:
+        assert (rnd / f).exists(), f
+    assert (out / "split.parquet").exists()
+
+
+def test_submission_is_valid_for_test_csv(finished_run, tiny_data):
+    out, _, _ = finished_run
+    comp = load_competition(tiny_data)
+    expected = to_pairs(comp.test)["QuestionId_Answer"].tolist()
+    sub = validate_submission(out / "submission.csv", expected, comp.misconceptions["MisconceptionId"])
+    assert len(sub) == 3 * 6
+
+
+def test_hard_negatives_follow_the_config(finished_run):
+    out, _, _ = finished_run
+    recs = read_jsonl(out / "round_1" / "hard_negatives.jsonl")
+    split = pd.read_parquet(out / "split.parquet")
+    assert len(recs) > 0
+    train_q = set(split.query("fold == 'train'")["QuestionId"])
+    for r in recs:
+        assert len(r["neg_ids"]) == 3 and r["pos_ids"][0] not in r["neg_ids"]
+        assert int(r["query_id"].split("_")[0]) in train_q  # never a validation question
+
+
+def test_metrics_are_real_numbers(finished_run):
+    out, _, _ = finished_run
+    m = json.loads((out / "round_1" / "metrics.json").read_text())
+    base, tuned = m["03_eval_embedder"]["base"], m["03_eval_embedder"]["finetuned"]
+    for r in (base, tuned):
+        assert 0 < r["map@25"] <= 1 and r["recall@1"] <= r["recall@25"] <= r["recall@100"] <= 1
+    assert tuned["map@25"] != base["map@25"]  # the fine-tuned model is really used
+    assert m["04_recall"]["val"] == tuned  # same model, same queries
+    assert m["08_fuse_submit"]["final"]["map@25"] == pytest.approx(tuned["map@25"])
+
+
+def test_rerun_resumes_without_redoing(finished_run, tiny_data, tiny_config):
+    out, _, first = finished_run
+    before = (out / "round_1" / "submission.csv").stat().st_mtime_ns
+    t0 = time.perf_counter()
+    results = run_chain(out, tiny_data, "v1", 1, tiny_config, verbose=False)
+    assert {r.status for r in results} == {"skipped"}
+    assert time.perf_counter() - t0 < first / 3
+    assert (out / "round_1" / "submission.csv").stat().st_mtime_ns == before
+
+
+def test_unknown_parameter_is_an_error(tmp_path):
+    with pytest.raises(ValueError, match="not declared"):
+        run_notebook(REPO_ROOT / "notebooks" / "01_mine_hn.ipynb", tmp_path / "x.ipynb", {"run_dirr": "x"})
+    assert not (tmp_path / "x.ipynb").exists()
