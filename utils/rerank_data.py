@@ -1,0 +1,79 @@
+"""Reranker data: training groups (gold + hard negatives) and scoring frames from recall candidates.
+
+Both outputs are long tables with the texts attached, so every reranker (cross-encoder, LLM
+pointwise, LLM listwise) reads the same columns:
+``QuestionId_Answer``, ``query_text``, ``MisconceptionId``, ``MisconceptionName`` (+ the
+structured question columns of ``pairs`` when present, which LLM prompts use).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+QUERY = "QuestionId_Answer"
+ITEM = "MisconceptionId"
+NAME = "MisconceptionName"
+# Columns of ``pairs`` carried along for prompts that show the question piece by piece.
+CONTEXT_COLUMNS = ["ConstructName", "SubjectName", "QuestionText", "CorrectAnswerText", "AnswerText"]
+
+
+def _query_columns(pairs: pd.DataFrame) -> pd.DataFrame:
+    cols = [QUERY, "query_text"] + [c for c in CONTEXT_COLUMNS if c in pairs.columns]
+    return pairs[cols].drop_duplicates(QUERY)
+
+
+def build_rerank_train(
+    candidates: pd.DataFrame,
+    pairs: pd.DataFrame,
+    misconceptions: pd.DataFrame,
+    n_negatives: int = 7,
+    top_k: int = 25,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Gold + ``n_negatives`` hard negatives per labelled query, sampled from its top-``top_k`` candidates.
+
+    The gold id is never a negative; a query whose recall missed the gold still gets it (injected).
+    Queries with fewer than ``n_negatives`` non-gold candidates keep what they have. Sampling
+    is seeded per call, so the same inputs give the same table. Output columns:
+    ``group`` (int, one per query), ``QuestionId_Answer``, ``query_text``, ``MisconceptionId``,
+    ``MisconceptionName``, ``label`` (1 gold / 0 negative), plus the context columns of
+    ``pairs``; within a group the gold row comes first.
+    """
+    labelled = pairs[pairs[ITEM].notna()]
+    gold = dict(zip(labelled[QUERY], labelled[ITEM].astype(int)))
+    head = candidates[candidates["rank"] <= top_k].sort_values([QUERY, "rank"])
+    cands = head.groupby(QUERY, sort=False)[ITEM].apply(lambda s: s.astype(int).tolist()).to_dict()
+    rng = np.random.default_rng(seed)
+    rows = []
+    for group, qid in enumerate(labelled[QUERY].drop_duplicates()):
+        g = gold[qid]
+        pool = [c for c in cands.get(qid, []) if c != g]
+        take = min(n_negatives, len(pool))
+        negs = [pool[i] for i in sorted(rng.choice(len(pool), size=take, replace=False))] if take else []
+        rows.append((group, qid, g, 1))
+        rows.extend((group, qid, n, 0) for n in negs)
+    out = pd.DataFrame(rows, columns=["group", QUERY, ITEM, "label"])
+    return _attach_texts(out, pairs, misconceptions)
+
+
+def build_rerank_candidates(
+    candidates: pd.DataFrame, pairs: pd.DataFrame, misconceptions: pd.DataFrame, top_k: int = 25
+) -> pd.DataFrame:
+    """Top-``top_k`` candidates of each query with texts attached, in ``candidates``' row order.
+
+    Scorers return scores in this row order, which is what ``utils.rerank.rerank`` / ``blend``
+    expect for head-aligned scores, so they can be passed straight on.
+    """
+    head = candidates[candidates["rank"] <= top_k]
+    return _attach_texts(head.reset_index(drop=True), pairs, misconceptions)
+
+
+def _attach_texts(df: pd.DataFrame, pairs: pd.DataFrame, misconceptions: pd.DataFrame) -> pd.DataFrame:
+    names = misconceptions[[ITEM, NAME]].astype({ITEM: int})
+    out = df.astype({ITEM: int}).merge(_query_columns(pairs), on=QUERY, how="left", validate="many_to_one")
+    out = out.merge(names, on=ITEM, how="left", validate="many_to_one")
+    missing = out[NAME].isna() | out["query_text"].isna()
+    if missing.any():
+        raise KeyError(f"{int(missing.sum())} rows lack a query text or misconception name")
+    return out
