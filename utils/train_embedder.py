@@ -7,13 +7,18 @@ Our own loop rather than FlagEmbedding's finetune or the sentence-transformers t
 - a passage equal to another query's gold is still a valid negative only for the other
   queries, and the de-duplication keeps the gold exactly once, so no false-negative masking
   is needed;
-- the same loop trains encoders fully and decoder LLMs with LoRA (4-bit optional).
+- the same loop trains encoders fully and decoder LLMs with LoRA (4-bit optional);
+- optional GradCache (``grad_cache_chunk``), teacher-score distillation (``distill_weight``) and
+  multi-GPU data parallelism under torchrun, negatives shared across GPUs (utils.distributed).
+  Not torch's DDP wrapper: the loss is computed on embeddings gathered from every process and
+  GradCache runs several backward passes per step, so gradients are summed once per step by hand.
 It reads FlagEmbedding's jsonl, so FlagEmbedding's own finetune stays a drop-in alternative
 (``flagembedding_command``); benchmarks/ compares the two.
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -26,6 +31,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from . import distributed as D
 from .embed import Embedder
 
 
@@ -35,7 +41,7 @@ class TrainConfig:
 
     epochs: float = 1.0
     lr: float = 5e-5
-    batch_size: int = 32
+    batch_size: int = 32  # the global batch: split over the processes under torchrun
     n_negatives: int = 15
     temperature: float = 0.05
     warmup_ratio: float = 0.1
@@ -45,10 +51,13 @@ class TrainConfig:
     max_passage_length: int = 64
     in_batch_negatives: bool = True
     seed: int = 42
-    bf16: bool = True  # autocast on GPU; ignored on CPU (fp32 there)
+    bf16: bool = True  # autocast on GPU (and a bf16 frozen base under LoRA); ignored on CPU (fp32 there)
     gradient_checkpointing: bool = False
     lora: dict | None = None  # e.g. {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
-    load_in_4bit: bool = False
+    load_in_4bit: bool = False  # NF4 frozen base under LoRA (QLoRA); CUDA + bitsandbytes only
+    grad_cache_chunk: int | None = None  # GradCache: embed in chunks of this many texts; memory ~ chunk, not batch
+    distill_weight: float = 0.0  # + weight * KL(teacher || student) over each query's group (needs pos_scores/neg_scores)
+    distill_temperature: float = 1.0  # teacher softmax temperature: 1 for reranker logits, ~0.05 for cosine scores
     log_every: int = 10
     extra: dict = field(default_factory=dict)
 
@@ -82,7 +91,8 @@ def attach_lora(model: torch.nn.Module, lora: dict, gradient_checkpointing: bool
     from peft import LoraConfig, TaskType, get_peft_model, prepare_model_for_kbit_training
 
     if kbit:
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing,
+                                                gradient_checkpointing_kwargs={"use_reentrant": False})
     cfg = LoraConfig(
         r=int(lora.get("r", 16)),
         lora_alpha=int(lora.get("alpha", 32)),
@@ -99,24 +109,63 @@ def contrastive_loss(
     targets: torch.Tensor,
     temperature: float,
     allowed: torch.Tensor | None = None,
+    reduction: str = "mean",
 ) -> torch.Tensor:
     """InfoNCE: each query against every passage; ``allowed`` masks passages out per query."""
     logits = q @ p.T / temperature
     if allowed is not None:
         logits = logits.masked_fill(~allowed, torch.finfo(logits.dtype).min)
-    return F.cross_entropy(logits, targets)
+    return F.cross_entropy(logits, targets, reduction=reduction)
 
 
-def build_batch(records: Sequence[dict], n_negatives: int, rng: np.random.Generator, in_batch: bool):
-    """Queries, distinct passages, gold index per query, and the allowed-passage mask."""
+def distill_loss(
+    student_logits: torch.Tensor,
+    teacher_scores: torch.Tensor,
+    temperature: float = 1.0,
+    mask: torch.Tensor | None = None,
+    reduction: str = "mean",
+) -> torch.Tensor:
+    """KL(softmax(teacher / temperature) ‖ softmax(student)) per row, over the entries ``mask`` keeps.
+
+    FlagEmbedding's ``kl_div`` distillation is the cross-entropy ``-Σ t·log s``; this is the
+    same minus the teacher's entropy (a constant), so the gradient is identical and the loss is
+    0 exactly when the two distributions agree.
+    """
+    if mask is None:
+        mask = torch.ones_like(student_logits, dtype=torch.bool)
+    low = torch.finfo(torch.float32).min  # finite, so masked entries give 0·finite, never NaN
+    t_logits = (teacher_scores.float() / temperature).masked_fill(~mask, low)
+    log_t = torch.log_softmax(t_logits, -1)
+    log_s = torch.log_softmax(student_logits.float().masked_fill(~mask, low), -1)
+    kl = torch.where(mask, log_t.exp() * (log_t - log_s), torch.zeros_like(log_s)).sum(-1)
+    return kl.sum() if reduction == "sum" else kl.mean()
+
+
+@dataclass
+class Batch:
+    """One global batch: queries, distinct passages, gold column, optional mask, groups, teacher scores."""
+
+    queries: list[str]
+    passages: list[str]
+    targets: torch.Tensor
+    allowed: torch.Tensor | None
+    groups: list[list[int]]  # passage columns of each query's own group (gold first, then its negatives)
+    teacher: list[list[float]] | None  # teacher scores aligned with ``groups``
+
+
+def make_batch(records: Sequence[dict], n_negatives: int, rng: np.random.Generator, in_batch: bool,
+               with_teacher: bool = False) -> Batch:
+    """``build_batch`` plus each query's group and (``with_teacher``) its teacher scores."""
     passages: list[str] = []
     key_to_col: dict = {}
-    targets, groups = [], []
+    targets, groups, teacher = [], [], []
     for r in records:
         pos_key = (r.get("pos_ids") or [None])[0]
         negs = list(zip(r.get("neg_ids") or [None] * len(r["neg"]), r["neg"]))
+        keep = range(len(negs))
         if len(negs) > n_negatives:
-            negs = [negs[i] for i in sorted(rng.choice(len(negs), n_negatives, replace=False))]
+            keep = sorted(rng.choice(len(negs), n_negatives, replace=False))
+            negs = [negs[i] for i in keep]
         cols = []
         for key, text in [(pos_key, r["pos"][0])] + negs:
             k = key if key is not None else text
@@ -126,13 +175,157 @@ def build_batch(records: Sequence[dict], n_negatives: int, rng: np.random.Genera
             cols.append(key_to_col[k])
         targets.append(cols[0])
         groups.append(cols)
+        if with_teacher:
+            teacher.append([float(r["pos_scores"][0])] + [float(r["neg_scores"][i]) for i in keep])
     queries = [(r.get("prompt") or "") + r["query"] for r in records]
     allowed = None
     if not in_batch:
         allowed = torch.zeros(len(records), len(passages), dtype=torch.bool)
         for i, cols in enumerate(groups):
             allowed[i, cols] = True
-    return queries, passages, torch.tensor(targets), allowed
+    return Batch(queries, passages, torch.tensor(targets), allowed, groups, teacher if with_teacher else None)
+
+
+def build_batch(records: Sequence[dict], n_negatives: int, rng: np.random.Generator, in_batch: bool):
+    """Queries, distinct passages, gold index per query, and the allowed-passage mask."""
+    b = make_batch(records, n_negatives, rng, in_batch)
+    return b.queries, b.passages, b.targets, b.allowed
+
+
+def step_loss(q: torch.Tensor, p_all: torch.Tensor, batch: Batch, rows: slice, cfg: TrainConfig) -> torch.Tensor:
+    """This process's share of the batch loss: queries ``rows`` against every passage, summed and
+    divided by the *global* number of queries, so the shares add up to the single-process mean."""
+    targets = batch.targets[rows].to(q.device)
+    allowed = None if batch.allowed is None else batch.allowed[rows].to(q.device)
+    loss = contrastive_loss(q, p_all, targets, cfg.temperature, allowed, reduction="sum")
+    if cfg.distill_weight:
+        groups, teacher = batch.groups[rows], batch.teacher[rows]
+        width = max((len(g) for g in groups), default=1)
+        cols = torch.zeros(len(groups), width, dtype=torch.long)
+        mask = torch.zeros(len(groups), width, dtype=torch.bool)
+        scores = torch.zeros(len(groups), width)
+        for i, (g, t) in enumerate(zip(groups, teacher)):
+            cols[i, : len(g)], mask[i, : len(g)], scores[i, : len(g)] = torch.tensor(g), True, torch.tensor(t)
+        student = torch.einsum("nh,ngh->ng", q, p_all[cols.to(q.device)]) / cfg.temperature
+        loss = loss + cfg.distill_weight * distill_loss(student, scores.to(q.device), cfg.distill_temperature,
+                                                        mask.to(q.device), reduction="sum")
+    return loss / len(batch.queries)
+
+
+@contextlib.contextmanager
+def _model_kwargs(**extra):
+    """Pass extra ``from_pretrained`` kwargs (the 4-bit config) through ``Embedder``, which takes none.
+    Patching keeps embed.py the single loading path; drop this if Embedder grows ``model_kwargs``."""
+    from unittest import mock
+
+    from transformers import AutoModel
+
+    orig = AutoModel.from_pretrained
+    with mock.patch.object(AutoModel, "from_pretrained", lambda *a, **k: orig(*a, **{**k, **extra})):
+        yield
+
+
+def load_for_training(model_name_or_path: str, cfg: TrainConfig, device: str | None = None) -> Embedder:
+    """The Embedder to train: fp32 (or a bf16 / NF4 frozen base under LoRA on GPU), LoRA attached."""
+    from .embed import default_device
+
+    dev = device or default_device()
+    on_gpu = dev.startswith("cuda")
+    max_len = max(cfg.max_query_length, cfg.max_passage_length)
+    if cfg.load_in_4bit:
+        if not cfg.lora:
+            raise ValueError("load_in_4bit trains a LoRA adapter on a frozen 4-bit base: set train.lora too")
+        if not on_gpu:
+            raise RuntimeError("load_in_4bit=True needs a CUDA GPU (bitsandbytes NF4 kernels); "
+                               f"this run is on {dev!r}: set load_in_4bit: false")
+        try:
+            import bitsandbytes  # noqa: F401
+        except ImportError as e:
+            raise RuntimeError("load_in_4bit=True needs bitsandbytes: pip install bitsandbytes") from e
+        from transformers import BitsAndBytesConfig
+
+        qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                                bnb_4bit_compute_dtype=torch.bfloat16)
+        with _model_kwargs(quantization_config=qc, device_map={"": torch.device(dev).index or 0}):
+            emb = Embedder(model_name_or_path, device=dev, dtype=torch.bfloat16, max_length=max_len)
+    else:
+        dtype = torch.bfloat16 if (on_gpu and cfg.bf16 and cfg.lora) else torch.float32
+        emb = Embedder(model_name_or_path, device=dev, dtype=dtype, max_length=max_len)
+    if cfg.gradient_checkpointing and not cfg.load_in_4bit:
+        emb.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.lora:
+        emb.model = attach_lora(emb.model, cfg.lora, cfg.gradient_checkpointing, cfg.load_in_4bit)
+    return emb
+
+
+def _rand_context():
+    """sentence-transformers' RNG snapshot/replay for GradCache (import path moved in v5)."""
+    try:
+        from sentence_transformers.base.losses.gradcache import RandContext
+    except ImportError:
+        from sentence_transformers.losses.CachedMultipleNegativesRankingLoss import RandContext
+    return RandContext
+
+
+def _encode(emb: Embedder, texts: list[str], max_len: int, autocast, dim: int, device) -> torch.Tensor:
+    if not texts:  # an empty shard: still part of the graph so the gather's backward runs here too
+        return torch.zeros(0, dim, device=device, requires_grad=True)
+    with autocast:
+        return emb(emb.tokenize(texts, max_len))
+
+
+def _encode_cached(emb: Embedder, texts: list[str], max_len: int, chunk: int, autocast, dim: int, device):
+    """GradCache pass 1: embeddings without a graph (a leaf that collects the loss gradient),
+    plus each chunk's tokens and RNG snapshot, so pass 2 replays identical dropout masks."""
+    RandContext = _rand_context()
+    outs, chunks = [], []
+    with torch.no_grad():
+        for i in range(0, len(texts), chunk):
+            tok = {k: v.to(device) for k, v in emb.tokenize(texts[i : i + chunk], max_len).items()}
+            rc = RandContext(*tok.values())
+            with autocast:
+                outs.append(emb(tok))
+            chunks.append((tok, rc))
+    e = torch.cat(outs) if outs else torch.zeros(0, dim, device=device)
+    return e.detach().requires_grad_(), chunks
+
+
+def _replay(emb: Embedder, chunks: list, grad: torch.Tensor | None, chunk: int, autocast) -> None:
+    """GradCache pass 2: re-embed each chunk with a graph and back-propagate its cached gradient."""
+    if not chunks or grad is None:
+        return
+    for (tok, rc), g in zip(chunks, grad.split(chunk)):
+        with rc, autocast:
+            out = emb(tok)
+        out.backward(g)
+
+
+def backward_step(emb: Embedder, batch: Batch, cfg: TrainConfig, autocast=None, rank: int = 0,
+                  world_size: int = 1) -> torch.Tensor:
+    """Embed this process's shard of ``batch``, compute its loss share and accumulate gradients.
+
+    With ``cfg.grad_cache_chunk`` the texts are embedded in chunks twice (GradCache): the
+    gradients equal the plain step's, with activation memory of one chunk.
+    """
+    autocast = autocast if autocast is not None else contextlib.nullcontext()
+    dim, dev = emb.model.config.hidden_size, next(emb.model.parameters()).device
+    nq, np_ = len(batch.queries), len(batch.passages)
+    rows, cols = D.shard_range(nq, rank, world_size), D.shard_range(np_, rank, world_size)
+    p_sizes = D.shard_sizes(np_, world_size)
+    chunk = cfg.grad_cache_chunk
+    if chunk:
+        q, q_chunks = _encode_cached(emb, batch.queries[rows], cfg.max_query_length, chunk, autocast, dim, dev)
+        p, p_chunks = _encode_cached(emb, batch.passages[cols], cfg.max_passage_length, chunk, autocast, dim, dev)
+        loss = step_loss(q, D.all_gather_with_grad(p, p_sizes), batch, rows, cfg)
+        loss.backward()
+        _replay(emb, q_chunks, q.grad, chunk, autocast)
+        _replay(emb, p_chunks, p.grad, chunk, autocast)
+    else:
+        q = _encode(emb, batch.queries[rows], cfg.max_query_length, autocast, dim, dev)
+        p = _encode(emb, batch.passages[cols], cfg.max_passage_length, autocast, dim, dev)
+        loss = step_loss(q, D.all_gather_with_grad(p, p_sizes), batch, rows, cfg)
+        loss.backward()
+    return loss.detach()
 
 
 def train_embedder(
@@ -143,21 +336,38 @@ def train_embedder(
     device: str | None = None,
     show_progress: bool = True,
 ) -> list[dict]:
-    """Fine-tune on FlagEmbedding-style records; save to ``out_dir``; return the loss log."""
+    """Fine-tune on FlagEmbedding-style records; save to ``out_dir``; return the loss log.
+
+    Under torchrun (WORLD_SIZE > 1) every process builds the same global batch, embeds its own
+    shard of queries and passages, and scores its queries against the passages of all processes
+    (gathered with gradient); gradients are summed across processes and only rank 0 saves.
+    """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
     if not records:
         raise ValueError("no training records (is the hard-negative file empty?)")
+    if cfg.distill_weight and any(not r.get("pos_scores") or r.get("neg_scores") is None for r in records):
+        raise ValueError("distill_weight > 0 needs teacher scores: every record must carry pos_scores and neg_scores")
+    info = D.init(device)
+    try:
+        return _train(records, model_name_or_path, out_dir, cfg, info.device if info.enabled else device,
+                      show_progress and info.is_main, info)
+    finally:
+        D.shutdown(info)
+
+
+def _train(records, model_name_or_path, out_dir, cfg: TrainConfig, device, show_progress: bool, info: D.DistInfo):
     torch.manual_seed(cfg.seed)
-    emb = Embedder(model_name_or_path, device=device, dtype=torch.float32,
-                   max_length=max(cfg.max_query_length, cfg.max_passage_length))
+    emb = load_for_training(model_name_or_path, cfg, device)
     on_gpu = emb.device_name.startswith("cuda")
-    if cfg.gradient_checkpointing:
-        emb.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    if cfg.lora:
-        emb.model = attach_lora(emb.model, cfg.lora, cfg.gradient_checkpointing, cfg.load_in_4bit)
     model = emb.model
+    use_cache = getattr(model.config, "use_cache", None)
+    if use_cache:
+        model.config.use_cache = False  # no KV cache while training
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
+    D.broadcast_params(params)
+    if info.enabled:
+        torch.manual_seed(cfg.seed + info.rank)  # different dropout masks on each process
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
     opt = torch.optim.AdamW(
@@ -170,36 +380,60 @@ def train_embedder(
     )
     rng = np.random.default_rng(cfg.seed)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.bf16)
+    dev = next(model.parameters()).device
     log: list[dict] = []
     t0, n_texts = time.perf_counter(), 0
     bar = tqdm(batches, disable=not show_progress, desc="train")
     for step, idx in enumerate(bar):
-        queries, passages, targets, allowed = build_batch([records[i] for i in idx], cfg.n_negatives, rng, cfg.in_batch_negatives)
-        with autocast:
-            q = emb(emb.tokenize(queries, cfg.max_query_length))
-            p = emb(emb.tokenize(passages, cfg.max_passage_length))
-        loss = contrastive_loss(q, p, targets.to(q.device), cfg.temperature, None if allowed is None else allowed.to(q.device))
-        loss.backward()
+        batch = make_batch([records[i] for i in idx], cfg.n_negatives, rng, cfg.in_batch_negatives,
+                           with_teacher=cfg.distill_weight > 0)
+        loss = backward_step(emb, batch, cfg, autocast, info.rank, info.world_size)
+        D.all_reduce_grads(params)
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
         opt.step()
         sched.step()
         opt.zero_grad(set_to_none=True)
-        n_texts += len(queries) + len(passages)
+        n_texts += len(batch.queries) + len(batch.passages)
         if step % cfg.log_every == 0 or step == len(batches) - 1:
-            value = float(loss.detach())
+            value = D.all_reduce_sum(float(loss), dev)
+            elapsed = time.perf_counter() - t0
             log.append({"step": step, "epoch": step / max(1, len(batches)) * cfg.epochs, "loss": value,
-                        "lr": sched.get_last_lr()[0], "texts_per_s": n_texts / (time.perf_counter() - t0)})
+                        "lr": sched.get_last_lr()[0], "texts_per_s": n_texts / elapsed, "texts": n_texts,
+                        "elapsed_s": elapsed})
             bar.set_postfix(loss=f"{value:.3f}")
     model.eval()
+    if use_cache:
+        model.config.use_cache = use_cache
     emb.model = model
     emb.max_length = cfg.max_query_length
-    emb.save(out_dir)
-    from .io import write_json
+    if info.is_main:
+        emb.save(out_dir)
+        from .io import write_json
 
-    write_json(Path(out_dir) / "train_log.json", {"config": asdict(cfg), "log": log,
-                                                   "seconds": time.perf_counter() - t0, "texts": n_texts})
+        write_json(Path(out_dir) / "train_log.json", {"config": asdict(cfg), "log": log, "world_size": info.world_size,
+                                                       "seconds": time.perf_counter() - t0, "texts": n_texts})
     return log
+
+
+def train_distributed(
+    records_jsonl: str | os.PathLike,
+    model_name_or_path: str,
+    out_dir: str | os.PathLike,
+    config: TrainConfig | dict | None,
+    nproc: int,
+    timeout: float | None = None,
+) -> list[dict]:
+    """Run ``train_embedder`` on ``nproc`` processes (one per GPU) via torchrun; returns rank 0's log."""
+    import json
+
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config)
+    proc = D.launch(["--records", str(records_jsonl), "--model", str(model_name_or_path), "--out", str(out_dir),
+                     "--config", json.dumps(asdict(cfg))], nproc)
+    rc = proc.wait(timeout=timeout)
+    if rc != 0:
+        raise RuntimeError(f"distributed training exited with status {rc} (see the torchrun output above)")
+    return json.loads((Path(out_dir) / "train_log.json").read_text())["log"]
 
 
 def flagembedding_command(

@@ -1,0 +1,190 @@
+"""Reranker data building, the cross-encoder, and rerank / blend / tune_blend."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+from tiny_models import make_tiny_encoder, synthetic_eedi  # noqa: E402
+
+from utils.cross_encoder import score_cross_encoder, train_cross_encoder  # noqa: E402
+from utils.embed import resolve_model  # noqa: E402
+from utils.metrics import evaluate  # noqa: E402
+from utils.rerank import blend, rerank, tune_blend  # noqa: E402
+from utils.rerank_data import build_rerank_candidates, build_rerank_train  # noqa: E402
+
+torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
+Q = "QuestionId_Answer"
+
+
+@pytest.fixture(scope="module")
+def eedi():
+    return synthetic_eedi(seed=0)
+
+
+def test_rerank_train_groups(eedi):
+    pairs, mis, cands = eedi
+    # drop the gold from one query's candidates: it must be injected anyway
+    q0, g0 = pairs[Q].iloc[0], int(pairs["MisconceptionId"].iloc[0])
+    cands = cands[~((cands[Q] == q0) & (cands["MisconceptionId"] == g0))]
+    pairs = pairs.copy()
+    pairs.loc[1, "MisconceptionId"] = pd.NA  # unlabelled: no group
+    tr = build_rerank_train(cands, pairs, mis, n_negatives=3, top_k=5, seed=7)
+    assert tr.equals(build_rerank_train(cands, pairs, mis, n_negatives=3, top_k=5, seed=7))
+    assert not tr.equals(build_rerank_train(cands, pairs, mis, n_negatives=3, top_k=5, seed=8))
+    assert tr["group"].nunique() == len(pairs) - 1 and pairs[Q].iloc[1] not in set(tr[Q])
+    gold = dict(zip(pairs[Q], pairs["MisconceptionId"]))
+    top5 = cands[cands["rank"] <= 5].groupby(Q)["MisconceptionId"].apply(set)
+    for _, g in tr.groupby("group"):
+        q = g[Q].iloc[0]
+        assert g["label"].tolist() == [1, 0, 0, 0] and g["MisconceptionId"].iloc[0] == gold[q]
+        negs = set(g["MisconceptionId"].iloc[1:])
+        assert gold[q] not in negs and negs <= top5[q]
+    assert {"query_text", "MisconceptionName", "QuestionText"} <= set(tr.columns) and tr.notna().all().all()
+
+
+def test_rerank_keeps_tail_and_renumbers():
+    cands = pd.DataFrame({Q: ["a"] * 5 + ["b"] * 3, "MisconceptionId": [1, 2, 3, 4, 5, 6, 7, 8],
+                          "rank": [1, 2, 3, 4, 5, 1, 2, 3], "score": [.9, .8, .7, .6, .5, .9, .8, .7]})
+    head_scores = np.array([0.1, 0.3, 0.2, 0.0, 0.5, 0.4])  # a: ranks 1-3, b: ranks 1-3
+    out = rerank(cands, head_scores, top_k=3)
+    a, b = out[out[Q] == "a"], out[out[Q] == "b"]
+    assert a["MisconceptionId"].tolist() == [2, 3, 1, 4, 5] and a["rank"].tolist() == [1, 2, 3, 4, 5]
+    assert b["MisconceptionId"].tolist() == [7, 8, 6] and b["rank"].tolist() == [1, 2, 3]
+    full = np.r_[head_scores[:3], np.nan, np.nan, head_scores[3:]]  # aligned with every row
+    pd.testing.assert_frame_equal(rerank(cands, full, top_k=3), out)
+    with pytest.raises(ValueError):
+        rerank(cands, head_scores[:4], top_k=3)
+
+
+def test_blend_ends_and_tune_blend(eedi):
+    pairs, mis, cands = eedi
+    rng = np.random.default_rng(0)
+    head = build_rerank_candidates(cands, pairs, mis, top_k=6)
+    gold = head[Q].map(dict(zip(pairs[Q], pairs["MisconceptionId"].astype(int))))
+    # a noisy reranker that is right more often than the (random) retrieval
+    noisy = (head["MisconceptionId"] == gold).astype(float).to_numpy() + rng.normal(0, 0.6, len(head))
+    ret = blend(cands, noisy, alpha=0.0, top_k=6)
+    assert ret["MisconceptionId"].tolist() == cands.sort_values([Q, "rank"])["MisconceptionId"].tolist()
+    pd.testing.assert_frame_equal(blend(cands, noisy, 1.0, top_k=6)[[Q, "MisconceptionId", "rank"]],
+                                  rerank(cands, noisy, top_k=6)[[Q, "MisconceptionId", "rank"]])
+    grid = [0.0, 0.25, 0.5, 0.75, 1.0]
+    alpha, best, table = tune_blend(cands, noisy, pairs, top_k=6, grid=grid)
+    ends = table.set_index("alpha")["map@25"]
+    assert alpha in grid and best >= ends[0.0] and best >= ends[1.0] and best == ends.max()
+    assert best == pytest.approx(evaluate(blend(cands, noisy, alpha, top_k=6), pairs)["map@25"])
+
+
+# Cross-encoder tests use the full 6-layer all-MiniLM-L6-v2: its [CLS] (what the classification
+# head reads) is input-independent until the last layer, so a copy cut to 2 layers scores every
+# pair alike (see test_truncated_minilm_cls_is_constant) and cannot be fine-tuned as a reranker.
+CE_MAX_LENGTH = 40  # > every synthetic misconception name + room for the question's construct
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return resolve_model(None)
+
+
+def _held_out_split(pairs):
+    """The last question of every misconception is held out: (train pairs, held-out pairs)."""
+    held = pairs.groupby("MisconceptionId").tail(1)[Q]
+    return pairs[~pairs[Q].isin(held)], pairs[pairs[Q].isin(held)]
+
+
+@pytest.fixture(scope="module")
+def ce_model(encoder):
+    from utils.cross_encoder import load_cross_encoder
+
+    return load_cross_encoder(encoder, max_length=256)
+
+
+def test_pair_truncation_keeps_candidate(ce_model):
+    """A 300-token question at max_length 256: the question is cut, the misconception name never."""
+    from utils.cross_encoder import pair_token_ids
+
+    ce, tok = ce_model, ce_model.tokenizer
+    name = "Believes a negative number multiplied by a negative number is negative"
+    query = " ".join(["Calculate the value of -3 x -4 and explain the working"] * 40)
+    q_ids = tok(query, add_special_tokens=False)["input_ids"]
+    n_ids = tok(name, add_special_tokens=False)["input_ids"]
+    assert len(q_ids) >= 300 and 10 <= len(n_ids) <= 20
+    ids = pair_token_ids(ce, query, name)
+    cls, sep = tok.cls_token_id, tok.sep_token_id
+    assert len(ids) == 256 and ids[0] == cls and ids[-1] == sep
+    first_sep = ids.index(sep)
+    assert ids[first_sep + 1:-1] == n_ids  # the candidate survives whole, after the (cut) query
+    assert ids[1:first_sep] == q_ids[: first_sep - 1] and first_sep - 1 == 256 - 3 - len(n_ids)
+    # a longer query only loses more of itself: the candidate tokens stay the same
+    assert pair_token_ids(ce, query + " extra words", name)[first_sep + 1:] == ids[first_sep + 1:]
+
+
+def test_listwise_loss_is_group_softmax_ce(eedi, ce_model):
+    """The listwise loss is CE over each group's [gold, negatives] logits, gold first, nothing else."""
+    from utils.cross_encoder import _group_ce_loss, _listwise_dataset
+
+    pairs, mis, cands = eedi
+    tr = build_rerank_train(cands, pairs.iloc[:2], mis, n_negatives=3, top_k=8, seed=0)
+    data = _listwise_dataset(tr, seed=0)
+    cols = ["query", "positive", "negative_1", "negative_2", "negative_3"]
+    assert list(data) == cols and len(data["query"]) == 2
+    ce_model.eval()  # no dropout: the loss's forward and predict() must agree
+    with torch.no_grad():
+        loss = _group_ce_loss(ce_model)([data[c] for c in cols], labels=None)
+    scores = np.stack([score_cross_encoder("", data["query"], data[c], model=ce_model) for c in cols[1:]], axis=1)
+    expected = torch.nn.functional.cross_entropy(torch.tensor(scores), torch.zeros(2, dtype=torch.long))
+    assert np.ptp(scores, axis=1).min() > 1e-3  # the full model does tell a group's candidates apart
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_truncated_minilm_cls_is_constant(tmp_path, caplog):
+    """Root cause of a listwise loss stuck at ln(4): a 2-layer MiniLM copy gives all pairs one logit."""
+    from utils.cross_encoder import _check_logits_vary, load_cross_encoder
+
+    pairs, mis, _ = synthetic_eedi(seed=0)
+    qs, ds = pairs["query_text"].tolist()[:8], mis["MisconceptionName"].tolist()
+    cut = load_cross_encoder(make_tiny_encoder(tmp_path / "minilm2", num_layers=2), max_length=CE_MAX_LENGTH)
+    with caplog.at_level("WARNING", logger="utils.cross_encoder"):
+        assert _check_logits_vary(cut, qs, ds) < 1e-3
+    assert "same logit to every pair" in caplog.text
+
+
+def test_cross_encoder_pointwise_learns(eedi, encoder, tmp_path):
+    pairs, mis, cands = eedi
+    train_pairs, test_pairs = _held_out_split(pairs)
+    tr = build_rerank_train(cands, train_pairs, mis, n_negatives=3, top_k=8, seed=0)
+    test_cands = cands[cands[Q].isin(test_pairs[Q])]
+    head = build_rerank_candidates(test_cands, test_pairs, mis, top_k=8)
+    before = score_cross_encoder(encoder, head["query_text"], head["MisconceptionName"], max_length=CE_MAX_LENGTH)
+    out = train_cross_encoder(tr, encoder, tmp_path / "ce", epochs=2, lr=3e-4, batch_size=16,
+                              max_length=CE_MAX_LENGTH, loss="pointwise", seed=0)
+    after = score_cross_encoder(out, head["query_text"], head["MisconceptionName"], max_length=CE_MAX_LENGTH)
+    log = json.loads((Path(out) / "train_log.json").read_text())
+    losses = log["losses"]
+    assert log["initial_logit_std"] > 1e-3
+    assert np.mean(losses[-2:]) < np.mean(losses[:2]) - 0.05, losses
+    # held-out questions (never trained on): the reranked MAP@25 must rise well above random order
+    map_before = evaluate(rerank(test_cands, before, top_k=8), test_pairs)["map@25"]
+    map_after = evaluate(rerank(test_cands, after, top_k=8), test_pairs)["map@25"]
+    assert map_after > map_before + 0.2 and map_after > 0.5, (map_before, map_after)
+    assert not any(p.name.startswith(".") for p in Path(out).parent.iterdir())  # atomic: no temp dirs left
+
+
+def test_cross_encoder_listwise_loss_drops(eedi, encoder, tmp_path):
+    pairs, mis, cands = eedi
+    train_pairs, _ = _held_out_split(pairs)
+    tr = build_rerank_train(cands, train_pairs, mis, n_negatives=3, top_k=8, seed=0)
+    out = train_cross_encoder(tr, encoder, tmp_path / "ce", epochs=2, lr=5e-4, batch_size=3,
+                              max_length=CE_MAX_LENGTH, loss="listwise", seed=0)
+    losses = json.loads((Path(out) / "train_log.json").read_text())["losses"]
+    assert len(losses) == 2 * 6  # 18 training groups, 3 per step, 2 epochs
+    # starts at chance (ln 4: 1 gold among 4 candidates) and must end clearly below it
+    assert abs(np.mean(losses[:3]) - np.log(4)) < 0.1, losses
+    assert np.mean(losses[-3:]) < np.log(4) - 0.3 and np.mean(losses[6:]) < np.mean(losses[:6]) - 0.2, losses
