@@ -117,17 +117,23 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", "if 'blend_table' in res:\n    display(res['blend_table'].round(4))"),
     ],
     "08_fuse_submit": [
-        ("md", "# 08 · Submit\n\nTake this round's best ranking (reranked if `06_rerank` ran, else recalled), "
-               "score it on validation, and write a validated `submission.csv` (25 ids per wrong answer in "
-               "`test.csv`) into the round folder and the run folder."),
+        ("md", "# 08 · Fuse and submit\n\nFuse the rankings of this and earlier rounds (each round's reranked "
+               "ranking if `06_rerank` ran, else its recall) by RRF, rank average or score sum, with weights tuned "
+               "on validation (`fusion.method: auto` keeps the best method); then write a validated "
+               "`submission.csv` (25 ids per wrong answer in `test.csv`) into the round, the run folder and "
+               "`submissions/<run>/`."),
         ("params", PARAMETERS),
         ("code", SETUP),
-        ("code", "if not ctx.val_pairs.empty:\n    source, val_ranking = P.final_ranking(ctx, 'val')\n"
-                 "    final = P.evaluate(val_ranking, ctx.val_pairs)\n    ctx.metrics('08_fuse_submit', {'final': final, 'source': source})\n"
-                 "    display(pd.Series(final, name=source).to_frame().round(4))"),
-        ("code", "source, test_ranking = P.final_ranking(ctx, 'test')\npath = P.submit(ctx, test_ranking)\n"
-                 "print('submission:', path, '| from', source)\n"
-                 "pd.read_csv(path).head() if path else None"),
+        ("code", "res = P.fuse_rounds(ctx)\nprint('inputs:', res['inputs'])\nprint('method:', res['method'], '| weights:', [round(w, 3) for w in res['weights']])\n"
+                 "if res['singles']:\n    table = pd.DataFrame(res['singles']).T\n"
+                 "    if res['val'] is not None and len(res['inputs']) > 1:\n        table.loc[res['source']] = P.evaluate(res['val'], ctx.val_pairs)\n"
+                 "    display(table[['map@25', 'recall@25', 'recall@100']].round(4))"),
+        ("code", "if res['singles']:\n    final = P.evaluate(res['val'], ctx.val_pairs)\n"
+                 "    ctx.metrics('08_fuse_submit', {'final': final, 'source': res['source'], 'method': res['method'],\n"
+                 "                                  'weights': res['weights'], 'inputs': res['inputs']})\n"
+                 "    plots.metric_bars(table, title='validation: rounds and fusion');"),
+        ("code", "path = P.submit(ctx, res['test']) if res['test'] is not None else None\n"
+                 "print('submission:', path)\npd.read_csv(path).head() if path else None"),
     ],
 }
 

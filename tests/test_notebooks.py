@@ -24,17 +24,17 @@ def finished_run(tmp_path_factory, tiny_data, tiny_config):
     t0 = time.perf_counter()
     proc = subprocess.run(
         [sys.executable, "-m", "utils", "run", "--data-dir", str(tiny_data), "--config", str(tiny_config),
-         "--out", str(out), "--split", "v1"],
+         "--out", str(out), "--split", "v1", "--rounds", "2"],
         cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc.stdout, time.perf_counter() - t0
 
 
-def test_chain_writes_every_artifact(finished_run, tiny_data):
+def test_chain_writes_every_artifact(finished_run, tiny_data, tiny_config):
     out, stdout, _ = finished_run
     rnd = out / "round_1"
-    for name in load_config()["notebooks"]:
+    for name in load_config(tiny_config)["notebooks"]:
         nb = nbformat.read(rnd / f"{name}.ipynb", as_version=4)
         assert nb.metadata["kernelspec"]["name"] == "python3"
         assert nb.metadata["papermill"]["parameters"]["round_idx"] == 1  # typed, not "1"
@@ -42,7 +42,8 @@ def test_chain_writes_every_artifact(finished_run, tiny_data):
         assert not errors
     assert f"submission: {out / 'submission.csv'}" in stdout
     for f in ["config.yaml", "hard_negatives.jsonl", "embedder/embedder_config.json", "candidates_val.parquet",
-              "candidates_test.parquet", "metrics.json", "submission.csv", "timings.json"]:
+              "candidates_test.parquet", "reranker/train_log.json", "rerank_val.parquet", "rerank_test.parquet",
+              "metrics.json", "submission.csv", "timings.json"]:
         assert (rnd / f).exists(), f
     assert (out / "split.parquet").exists()
 
@@ -74,17 +75,46 @@ def test_metrics_are_real_numbers(finished_run):
         assert 0 < r["map@25"] <= 1 and r["recall@1"] <= r["recall@25"] <= r["recall@100"] <= 1
     assert tuned["map@25"] != base["map@25"]  # the fine-tuned model is really used
     assert m["04_recall"]["val"] == tuned  # same model, same queries
-    assert m["08_fuse_submit"]["final"]["map@25"] == pytest.approx(tuned["map@25"])
+    rr = m["06_rerank"]
+    assert rr["retrieval"] == tuned and 0.0 <= rr["blend_alpha"] <= 1.0
+    assert rr["reranked"]["map@25"] >= rr["retrieval"]["map@25"] - 1e-9  # tuned blend includes alpha=0
+    assert m["08_fuse_submit"]["final"]["map@25"] == pytest.approx(rr["reranked"]["map@25"])  # one round: no fusion
+
+
+def test_round_two_mines_with_round_one_and_fuses(finished_run):
+    out, _, _ = finished_run
+    m2 = json.loads((out / "round_2" / "metrics.json").read_text())
+    assert m2["01_mine_hn"]["mining_model"] == str(out / "round_1" / "embedder")
+    fused = m2["08_fuse_submit"]
+    assert fused["inputs"] == ["round_1/rerank", "round_2/rerank"]
+    assert fused["method"] in ("rrf", "rank_average", "score_sum") and len(fused["weights"]) == 2
+    singles = [json.loads((out / f"round_{r}" / "metrics.json").read_text())["06_rerank"]["reranked"]["map@25"] for r in (1, 2)]
+    assert fused["final"]["map@25"] >= max(singles) - 1e-9  # tuned weights include each round alone
 
 
 def test_rerun_resumes_without_redoing(finished_run, tiny_data, tiny_config):
     out, _, first = finished_run
     before = (out / "round_1" / "submission.csv").stat().st_mtime_ns
     t0 = time.perf_counter()
-    results = run_chain(out, tiny_data, "v1", 1, tiny_config, verbose=False)
+    results = run_chain(out, tiny_data, "v1", 2, tiny_config, verbose=False)
     assert {r.status for r in results} == {"skipped"}
     assert time.perf_counter() - t0 < first / 3
     assert (out / "round_1" / "submission.csv").stat().st_mtime_ns == before
+
+
+def test_interrupted_round_two_resumes_with_same_numbers(finished_run, tiny_data, tiny_config):
+    out, _, _ = finished_run
+    rnd = out / "round_2"
+    before = json.loads((rnd / "metrics.json").read_text())
+    # What a kill inside 06 leaves: 06 and 08 unfinished, a partial temp notebook of 06.
+    (rnd / "06_rerank.ipynb").unlink()
+    (rnd / "08_fuse_submit.ipynb").unlink()
+    (rnd / ".06_rerank.running.ipynb").write_text("{partial")
+    results = run_chain(out, tiny_data, "v1", 2, tiny_config, verbose=False)
+    assert [(r.round_idx, r.notebook) for r in results if r.status == "ran"] == [(2, "06_rerank"), (2, "08_fuse_submit")]
+    after = json.loads((rnd / "metrics.json").read_text())
+    assert after["06_rerank"] == before["06_rerank"]
+    assert after["08_fuse_submit"] == before["08_fuse_submit"]
 
 
 def test_unknown_parameter_is_an_error(tmp_path):

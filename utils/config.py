@@ -35,7 +35,7 @@ DEFAULTS: dict[str, Any] = {
     "rerank": {"epochs": 1.0, "n_negatives": 7, "max_length": 160, "lr": 5e-5, "batch_size": 16},
     "fusion": {},
     "export": {},
-    "submission": {"k": 25},
+    "submission": {"k": 25, "dir": "submissions"},  # dir: also copy to <dir>/<run>/ (null: don't)
 }
 
 

@@ -66,7 +66,11 @@ def load_cross_encoder(
     import torch
     from sentence_transformers import CrossEncoder
 
+    from .embed import avoid_cudnn_attention
+
     device = device or _device()
+    if device.startswith("cuda"):
+        avoid_cudnn_attention()  # dynamic padding: cuDNN SDPA re-plans every new shape
     dtype = torch.bfloat16 if device.startswith("cuda") and not for_training else torch.float32
     return CrossEncoder(
         model_name_or_path or default_encoder(),

@@ -48,6 +48,10 @@ def load_causal_lm(name_or_path: str, load_in_4bit: bool = False, dtype=None, de
     import torch
     from transformers import AutoModelForCausalLM
 
+    from .embed import avoid_cudnn_attention
+
+    if _cuda():
+        avoid_cudnn_attention()  # dynamic padding: cuDNN SDPA re-plans every new shape
     dtype = dtype or default_dtype()
     kwargs = {"dtype": dtype}
     if load_in_4bit:

@@ -233,15 +233,6 @@ def per_group_map(ranking: pd.DataFrame, pairs: pd.DataFrame, column: str = "Sub
 
 
 # -- 08: submission ------------------------------------------------------------------------
-def final_ranking(ctx: RunContext, part: str) -> tuple[str, pd.DataFrame]:
-    """The best ranking this round has for ``part`` ("val"/"test"): reranked if present, else recalled."""
-    for name in (f"rerank_{part}.parquet", f"candidates_{part}.parquet"):
-        path = ctx.run_dir / name
-        if path.exists():
-            return name, pd.read_parquet(path)
-    raise FileNotFoundError(f"{ctx.run_dir}: no candidates_{part}.parquet (run 04_recall first)")
-
-
 def submit(ctx: RunContext, ranking: pd.DataFrame) -> Path | None:
     """Write and validate ``submission.csv`` for test.csv in the round and in ``<out>/``."""
     from .submission import write_submission
@@ -253,6 +244,8 @@ def submit(ctx: RunContext, ranking: pd.DataFrame) -> Path | None:
     valid = corpus_ids(ctx).tolist()
     path = write_submission(ranking, ids, valid, ctx.run_dir / "submission.csv", k)
     write_submission(ranking, ids, valid, ctx.out_dir / "submission.csv", k)
+    if ctx.config["submission"].get("dir"):
+        write_submission(ranking, ids, valid, _from_root(ctx.config["submission"]["dir"]) / ctx.out_dir.name / "submission.csv", k)
     return path
 
 
@@ -309,7 +302,8 @@ def train_reranker(ctx: RunContext) -> dict:
 
         model = None if rc["model"] in ("default", None) else rc["model"]
         train_cross_encoder(df, model, ctx.reranker_dir, epochs=rc["epochs"], lr=rc["lr"], batch_size=rc["batch_size"],
-                            max_length=rc["max_length"], loss=rc["loss"], seed=ctx.config["seed"])
+                            max_length=rc["max_length"], loss=rc["loss"], seed=ctx.config["seed"],
+                            logging_steps=50)
     else:
         from .llm_reranker import train_llm_reranker
 
@@ -400,3 +394,70 @@ def reranker_losses(log: dict) -> list[dict]:
     """Per-step losses of either reranker family as ``loss_curve`` points (x = fraction of training)."""
     losses = log.get("losses") or []
     return [{"epoch": (i + 1) / len(losses), "loss": float(v)} for i, v in enumerate(losses)]
+
+
+# -- 08: fusion across rounds ----------------------------------------------------------------
+FUSION_DEFAULTS = {
+    "method": "auto",  # auto (best of the methods on validation) | rrf | rank_average | score_sum | none
+    "rounds": "all",  # "all" = rounds 1..r, or a list of round numbers
+    "sources": ["rerank", "candidates"],  # per round: the reranked ranking if present, else the recall
+    "all_sources": False,  # fuse reranked *and* recall rankings of every round
+    "top_k": 100,
+}
+
+
+def fusion_config(ctx: RunContext) -> dict:
+    cfg = {**FUSION_DEFAULTS, **ctx.config.get("fusion", {})}
+    unknown = sorted(set(ctx.config.get("fusion", {})) - set(FUSION_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown fusion option(s) {unknown}; known: {sorted(FUSION_DEFAULTS)}")
+    return cfg
+
+
+def round_rankings(ctx: RunContext) -> list[tuple[str, dict[str, pd.DataFrame]]]:
+    """(name, {"val": ranking, "test": ranking}) for every round/source to fuse."""
+    fc = fusion_config(ctx)
+    rounds = range(1, ctx.round_idx + 1) if fc["rounds"] == "all" else fc["rounds"]
+    out = []
+    for r in rounds:
+        d = ctx.round_dir(r)
+        found = [s for s in fc["sources"] if (d / f"{s}_val.parquet").exists() or (d / f"{s}_test.parquet").exists()]
+        for source in found if fc["all_sources"] else found[:1]:
+            parts = {p: pd.read_parquet(d / f"{source}_{p}.parquet") if (d / f"{source}_{p}.parquet").exists() else None
+                     for p in ("val", "test")}
+            out.append((f"round_{r}/{source}", parts))
+    if not out:
+        raise FileNotFoundError(f"{ctx.out_dir}: no rankings to fuse (run 04_recall first)")
+    return out
+
+
+def fuse_rounds(ctx: RunContext) -> dict:
+    """Fuse the rankings of this and earlier rounds with weights tuned on validation.
+
+    ``method: auto`` tries RRF, rank average and score sum and keeps the best on validation;
+    the tuned weights always include equal weights, and a single ranking passes through.
+    """
+    from .fusion import fuse, tune_weights
+
+    fc = fusion_config(ctx)
+    named = round_rankings(ctx)
+    names = [n for n, _ in named]
+    has_val = len(ctx.val_pairs) > 0 and all(p["val"] is not None for _, p in named)
+    singles = {n: evaluate(p["val"], ctx.val_pairs) for n, p in named} if has_val else {}
+    if len(named) == 1 or fc["method"] == "none":
+        best = max(singles, key=lambda n: singles[n]["map@25"]) if singles else names[-1]
+        pick = dict(named)[best]
+        return {"method": "none", "inputs": names, "weights": [1.0], "singles": singles, "val": pick["val"],
+                "test": pick["test"], "source": best}
+    methods = ["rrf", "rank_average", "score_sum"] if fc["method"] == "auto" else [fc["method"]]
+    if has_val:
+        tuned = {m: tune_weights([p["val"] for _, p in named], ctx.val_pairs, m) for m in methods}
+        method = max(tuned, key=lambda m: tuned[m][1])
+        weights = list(tuned[method][0])
+    else:  # split=full: no validation; equal-weight RRF is the safe default
+        method, weights, tuned = (methods[0] if fc["method"] != "auto" else "rrf"), [1.0] * len(named), {}
+    fused = {p: fuse([r[p] for _, r in named], method, weights, fc["top_k"])
+             for p in ("val", "test") if all(r[p] is not None and len(r[p]) for _, r in named)}
+    return {"method": method, "inputs": names, "weights": weights, "singles": singles,
+            "tuned": {m: v[1] for m, v in tuned.items()}, "val": fused.get("val"), "test": fused.get("test"),
+            "source": f"fused({method})"}

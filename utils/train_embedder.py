@@ -370,8 +370,9 @@ def _train(records, model_name_or_path, out_dir, cfg: TrainConfig, device, show_
         torch.manual_seed(cfg.seed + info.rank)  # different dropout masks on each process
     decay = [p for p in params if p.ndim >= 2]
     no_decay = [p for p in params if p.ndim < 2]
-    opt = torch.optim.AdamW(
-        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr
+    opt = torch.optim.AdamW(  # fused: one kernel for all parameters on GPU (foreach was ~18 ms/step on MiniLM)
+        [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr,
+        fused=on_gpu and all(p.is_cuda and p.is_floating_point() for p in params),
     )
     batches = _batches(len(records), cfg.batch_size, cfg.epochs, cfg.seed)
     warmup = int(cfg.warmup_ratio * len(batches))
@@ -446,7 +447,7 @@ def flagembedding_command(
         "--learning_rate", str(cfg.lr), "--num_train_epochs", str(cfg.epochs),
         "--per_device_train_batch_size", str(cfg.batch_size), "--train_group_size", str(cfg.n_negatives + 1),
         "--query_max_len", str(cfg.max_query_length), "--passage_max_len", str(cfg.max_passage_length),
-        "--temperature", str(cfg.temperature), "--warmup_ratio", str(cfg.warmup_ratio),
+        "--temperature", str(cfg.temperature), "--warmup_steps", str(cfg.warmup_ratio),  # transformers 5: warmup_steps < 1 is a ratio
         "--weight_decay", str(cfg.weight_decay), "--sentence_pooling_method", "mean",
         "--normalize_embeddings", "True", "--logging_steps", str(cfg.log_every), "--save_strategy", "no",
         "--dataloader_drop_last", "True", "--seed", str(cfg.seed), "--report_to", "none",
