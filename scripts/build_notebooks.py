@@ -116,6 +116,29 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "    plots.recall_curves({'retrieval': res['candidates_val'], 'reranked': res['val']}, ctx.val_pairs, max_k=50);"),
         ("code", "if 'blend_table' in res:\n    display(res['blend_table'].round(4))"),
     ],
+    "07_export": [
+        ("md", "# 07 · Export for Kaggle\n\nPack this round for an offline Kaggle kernel (`utils.inference.export_round`): "
+               "a dataset `kaggle_datasets/<slug>/` with the fine-tuned `embedder/`, the `reranker/` when this round "
+               "trained one, a copy of the `utils/` package and the effective `config.yaml`; and a kernel "
+               "`kaggle_datasets/<slug>-inference/` running `kaggle_inference.ipynb` on it (GPU on, internet off). "
+               "Both metadata files are validated offline; nothing is sent from here."),
+        ("params", PARAMETERS),
+        ("code", SETUP),
+        ("code", "import json\nfrom utils.inference import export_round\n"
+                 "exp = export_round(ctx)\n"
+                 "pd.Series({k: str(exp[k]) for k in ('dataset_id', 'dataset_dir', 'kernel_id', 'kernel_dir')}).to_frame('value')"),
+        ("code", "for w in exp['warnings']:\n    print('WARNING:', w)\n"
+                 "print('dataset-metadata.json:')\nprint(json.dumps(exp['dataset_metadata'], indent=2))\n"
+                 "print('kernel-metadata.json:')\nprint(json.dumps(exp['kernel_metadata'], indent=2))"),
+        ("md", "Files in the dataset (weights are copied, not linked):"),
+        ("code", "files = exp['files']\n"
+                 "top = files.assign(entry=files['path'].str.split('/').str[0]).groupby('entry').agg(files=('path', 'size'), MB=('MB', 'sum'))\n"
+                 "display(top.round(3))\nprint(f\"total: {files['MB'].sum():.1f} MB in {len(files)} files\")\n"
+                 "files.sort_values('bytes', ascending=False).head(15)"),
+        ("md", "To push (needs `KAGGLE_USERNAME`/`KAGGLE_KEY`; without `--no-dry-run` each command only validates). "
+               "Set `export.owner` in the config (or `KAGGLE_USERNAME`) before pushing."),
+        ("code", "for cmd in exp['push_commands']:\n    print(cmd)"),
+    ],
     "08_fuse_submit": [
         ("md", "# 08 · Fuse and submit\n\nFuse the rankings of this and earlier rounds (each round's reranked "
                "ranking if `06_rerank` ran, else its recall) by RRF, rank average or score sum, with weights tuned "
@@ -134,6 +157,24 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "    plots.metric_bars(table, title='validation: rounds and fusion');"),
         ("code", "path = P.submit(ctx, res['test']) if res['test'] is not None else None\n"
                  "print('submission:', path)\npd.read_csv(path).head() if path else None"),
+    ],
+    "kaggle_inference": [
+        ("md", "# Eedi · inference on Kaggle\n\nInference only, offline (`utils.inference.infer`): embed the wrong answers "
+               "of `test.csv` with the packed fine-tuned embedder, recall the top-K misconceptions, rerank the head with "
+               "the packed reranker when there is one, and write `submission.csv`. `models_dir` is the dataset made by "
+               "`07_export` (it also holds the `utils` package this notebook imports)."),
+        ("params", '# Parameters (07_export sets models_dir to the exported dataset)\n'
+                   'data_dir = "/kaggle/input/eedi-mining-misconceptions-in-mathematics"   # competition data (test.csv)\n'
+                   'models_dir = "/kaggle/input/<slug>"   # dataset with embedder/ [+ reranker/], utils/, config.yaml\n'
+                   'out_dir = "/kaggle/working"   # submission.csv goes here\n'
+                   'config_path = None   # None: models_dir/config.yaml'),
+        ("code", "import sys\nfrom pathlib import Path\n\n"
+                 "if (Path(models_dir) / 'utils').is_dir():  # import the packed utils offline\n"
+                 "    sys.path.insert(0, str(models_dir))\n"
+                 "import utils\nprint('utils from', Path(utils.__file__).parent)"),
+        ("code", "import time\nimport pandas as pd\nfrom utils.inference import infer\n\n"
+                 "t0 = time.perf_counter()\npath = infer(data_dir, models_dir, out_dir, config_path)\n"
+                 "print(f'{time.perf_counter() - t0:.1f} s')\nsub = pd.read_csv(path)\nprint(len(sub), 'rows')\nsub.head()"),
     ],
 }
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from utils.config import SAMPLE_DATA_DIR
+from utils.config import REPO_ROOT, SAMPLE_DATA_DIR
 
 TINY_CONFIG = """\
 seed: 0
@@ -37,3 +40,21 @@ def tiny_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("cfg") / "tiny.yaml"
     path.write_text(TINY_CONFIG)
     return path
+
+
+@pytest.fixture(scope="session")
+def finished_run(tmp_path_factory, tiny_data, tiny_config):
+    """Two rounds of the whole chain (01-06, 08) on tiny data, through the CLI and papermill.
+
+    Returns (out_dir, stdout, seconds). Shared by the notebook and export tests; tests that
+    change it work on copies, except the resume test, which only touches round_2.
+    """
+    out = tmp_path_factory.mktemp("run") / "v1"
+    t0 = time.perf_counter()
+    proc = subprocess.run(
+        [sys.executable, "-m", "utils", "run", "--data-dir", str(tiny_data), "--config", str(tiny_config),
+         "--out", str(out), "--split", "v1", "--rounds", "2"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=1500,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return out, proc.stdout, time.perf_counter() - t0

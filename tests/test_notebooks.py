@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import nbformat
@@ -16,19 +14,6 @@ from utils.data import load_competition, to_pairs
 from utils.io import read_jsonl
 from utils.runner import run_chain, run_notebook
 from utils.submission import validate_submission
-
-
-@pytest.fixture(scope="module")
-def finished_run(tmp_path_factory, tiny_data, tiny_config):
-    out = tmp_path_factory.mktemp("run") / "v1"
-    t0 = time.perf_counter()
-    proc = subprocess.run(
-        [sys.executable, "-m", "utils", "run", "--data-dir", str(tiny_data), "--config", str(tiny_config),
-         "--out", str(out), "--split", "v1", "--rounds", "2"],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=900,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    return out, proc.stdout, time.perf_counter() - t0
 
 
 def test_chain_writes_every_artifact(finished_run, tiny_data, tiny_config):

@@ -1,4 +1,4 @@
-"""Command line: ``python -m utils run|report|kaggle ...``."""
+"""Command line: ``python -m utils run|report|infer|kaggle ...``."""
 
 from __future__ import annotations
 
@@ -34,6 +34,13 @@ def _report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _infer(args: argparse.Namespace) -> int:
+    from .inference import infer
+
+    infer(args.data_dir, args.models, args.out, args.config)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -52,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--runs", default="runs")
     rep.add_argument("--out", default=None)
     rep.set_defaults(func=_report)
+
+    inf = sub.add_parser("infer", help="inference only: embed, recall, rerank test.csv with packed models")
+    inf.add_argument("--data-dir", required=True, help="folder in Kaggle's Eedi layout (test.csv required)")
+    inf.add_argument("--models", required=True, help="folder holding embedder/ (+ reranker/): an exported dataset or a round")
+    inf.add_argument("--out", required=True, help="folder for submission.csv")
+    inf.add_argument("--config", default=None, help="YAML config (default: <models>/config.yaml, else the defaults)")
+    inf.set_defaults(func=_infer)
 
     from .kaggle_export import add_kaggle_subparser
 

@@ -21,18 +21,23 @@ NOTEBOOKS = [
 DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "show_progress": False,
+    "cpu_threads": "auto",  # torch CPU threads; auto = 1 on machines with <= 2 CPUs (see pipeline.configure_threads)
     "notebooks": ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall",
                   "05_train_reranker", "06_rerank", "08_fuse_submit"],
     "data": {"query_template": DEFAULT_QUERY_TEMPLATE},
     "split": {"n_folds": 5, "fold": 0, "unseen_share": 0.2, "val_share": 0.2, "group_by": "SubjectId"},
     "embedder": {"model": "default", "max_length": 256, "batch_size": 64, "query_prefix": "",
-                 "passage_prefix": "", "pooling": None},
+                 "passage_prefix": "", "pooling": None,
+                 # In-context examples in the query (bge-en-icl style, decoder embedders): k examples
+                 # from training pairs, never from the query's own question.
+                 "icl": {"enabled": False, "k": 3, "task": None, "same_subject": True}},
     # CPU defaults, sized for the bundled sample on 2 cores; configs/gpu.yaml has the full recipe.
     "mining": {"range_min": 2, "range_max": 100, "n": 7, "max_score_ratio": None, "prompt": ""},
-    "train": {"epochs": 2.0, "lr": 1e-4, "batch_size": 16, "n_negatives": 3, "temperature": 0.05,
+    "train": {"epochs": 1.0, "lr": 1e-4, "batch_size": 16, "n_negatives": 3, "temperature": 0.05,
               "max_query_length": 128, "max_passage_length": 32},
     "recall": {"k": 100},
-    "rerank": {"epochs": 1.0, "n_negatives": 7, "max_length": 160, "lr": 5e-5, "batch_size": 16},
+    "rerank": {"epochs": 1.0, "n_negatives": 3, "top_k": 10, "max_length": 128, "lr": 1e-4, "loss": "listwise",
+               "batch_size": 16},
     "fusion": {},
     "export": {},
     "submission": {"k": 25, "dir": "submissions"},  # dir: also copy to <dir>/<run>/ (null: don't)

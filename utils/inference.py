@@ -1,0 +1,288 @@
+"""Inference-only mode, and packing a finished round for a Kaggle kernel (07_export).
+
+``export_round`` turns a round folder into two folders in the ``kaggle`` CLI layout:
+
+* ``<root>/<slug>/``: a dataset with the round's ``embedder/`` (and ``reranker/`` when the
+  round trained one), a copy of the ``utils/`` package source (the kernel imports it offline),
+  the effective ``config.yaml`` and ``export.json`` (what was packed, plus the blend weight
+  tuned on validation);
+* ``<root>/<slug>-inference/``: a kernel running ``notebooks/kaggle_inference.ipynb`` with
+  ``models_dir = "/kaggle/input/<slug>"``, the dataset and the competition as sources, GPU on,
+  internet off.
+
+``infer`` is what that kernel runs: no training, only test.csv -> embed -> recall top-K ->
+rerank (when a reranker is packed) -> ``submission.csv``. It takes any folder holding
+``embedder/`` (+ ``reranker/``): an exported dataset or a round folder.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from . import io
+from . import pipeline as P
+from .config import REPO_ROOT, dump_config, load_config
+from .data import load_competition, to_pairs
+
+UTILS_DIR = Path(__file__).resolve().parent
+INFERENCE_NOTEBOOK = REPO_ROOT / "notebooks" / "kaggle_inference.ipynb"
+KAGGLE_INPUT = "/kaggle/input"
+DEFAULT_OWNER = "your-kaggle-username"
+MANIFEST = "export.json"
+EXPORT_DEFAULTS = {
+    "owner": None,  # Kaggle username; else $KAGGLE_USERNAME; else a placeholder to edit
+    "name": None,  # dataset slug; default eedi-<run>-r<round>
+    "title": None,  # dataset title (6-50 characters)
+    "dir": "kaggle_datasets",  # output root (relative paths: from the repository root)
+    "license": "CC0-1.0",
+    "is_private": True,
+    "enable_gpu": True,
+}
+_IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".ipynb_checkpoints", "*.egg-info")
+
+
+# -- export ------------------------------------------------------------------------------------
+def export_config(ctx: P.RunContext) -> dict:
+    cfg = {**EXPORT_DEFAULTS, **(ctx.config.get("export") or {})}
+    unknown = sorted(set(ctx.config.get("export") or {}) - set(EXPORT_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown export option(s) {unknown}; known: {sorted(EXPORT_DEFAULTS)}")
+    return cfg
+
+
+def slugify_name(text: str, max_len: int = 40) -> str:
+    """Lowercase ``[a-z0-9-]`` slug without leading, trailing or double '-' (Kaggle's syntax)."""
+    slug = re.sub(r"[^a-z0-9]+", "-", str(text).lower()).strip("-")[:max_len].strip("-")
+    return slug
+
+
+def _owner(ecfg: dict, owner: str | None) -> str:
+    value = owner or ecfg.get("owner") or os.environ.get("KAGGLE_USERNAME") or DEFAULT_OWNER
+    return str(value).strip().lower()
+
+
+def _blend_alpha(run_dir: Path) -> float | None:
+    m = io.read_json(run_dir / "metrics.json", default={}) or {}
+    alpha = (m.get("06_rerank") or {}).get("blend_alpha")
+    return None if alpha is None else float(alpha)
+
+
+def _base_model_warnings(folder: Path, what: str) -> list[str]:
+    """Adapters need their base model on Kaggle: say which one (it is not packed)."""
+    cfg = io.read_json(folder / "adapter_config.json")
+    if not cfg:
+        return []
+    settings = io.read_json(folder / "embedder_config.json", default={}) or {}
+    base = settings.get("base_model") or cfg.get("base_model_name_or_path")
+    return [f"{what}/ holds a LoRA adapter over {base!r}, which is not in the dataset: attach that base "
+            f"model to the kernel (Kaggle model or dataset) and make the adapter config point at its /kaggle/input path"]
+
+
+def set_notebook_parameter(nb_path: Path, out_path: Path, name: str, value: str) -> Path:
+    """Copy a notebook, with ``name = ...`` in its ``parameters`` cell set to ``repr(value)``."""
+    import nbformat
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if not cells:
+        raise ValueError(f"{nb_path}: no cell tagged 'parameters'")
+    pattern = re.compile(rf"^({re.escape(name)}\s*=\s*)([^#\n]*?)(\s*(#.*)?)$", re.M)
+    src, n = pattern.subn(lambda m: f'{m.group(1)}"{value}"{m.group(3)}', cells[0].source, count=1)
+    if n != 1:
+        raise ValueError(f"{nb_path}: the parameters cell declares no {name!r}")
+    cells[0].source = src
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(nb, str(out_path))
+    return out_path
+
+
+def _listing(folder: Path) -> pd.DataFrame:
+    rows = [{"path": str(p.relative_to(folder)), "bytes": p.stat().st_size}
+            for p in sorted(folder.rglob("*")) if p.is_file()]
+    df = pd.DataFrame(rows, columns=["path", "bytes"])
+    df["MB"] = (df["bytes"] / 1e6).round(3)
+    return df
+
+
+def export_round(
+    ctx: P.RunContext,
+    name: str | None = None,
+    owner: str | None = None,
+    out_root: str | os.PathLike | None = None,
+    notebook: str | os.PathLike | None = None,
+) -> dict:
+    """Pack this round's models, ``utils/`` and config as a Kaggle dataset, plus its inference kernel.
+
+    ``name`` (dataset slug) defaults to config ``export.name``, else ``eedi-<run>-r<round>``;
+    ``owner`` to ``export.owner``, else ``$KAGGLE_USERNAME``, else ``your-kaggle-username``;
+    ``out_root`` to ``export.dir`` (``kaggle_datasets/``). Each folder is built in a temp dir
+    and renamed into place (an older build is replaced). Weights are copied, never linked.
+    Returns the folders, ids, metadata, the dataset's file list and the push commands.
+    """
+    from .kaggle_export import (COMPETITION, build_dataset, build_kernel, validate_dataset_metadata,
+                                validate_kernel_metadata)
+
+    ecfg = export_config(ctx)
+    run_dir = Path(ctx.run_dir)
+    if not (ctx.embedder_dir / "embedder_config.json").exists():
+        raise FileNotFoundError(f"{ctx.embedder_dir}: no fine-tuned embedder (run 02_train_embedder first)")
+    slug = slugify_name(name or ecfg["name"] or f"eedi-{ctx.out_dir.name}-r{ctx.round_idx}")
+    if len(slug) < 6:
+        slug = slugify_name(f"eedi-models-{slug}")
+    owner_ = _owner(ecfg, owner)
+    dataset_id = f"{owner_}/{slug}"
+    title = ecfg["title"] or f"Eedi {ctx.out_dir.name} round {ctx.round_idx} models"
+    if len(title) > 50:
+        title = title[:50].rstrip()
+    if len(title) < 6:
+        title = f"Eedi {title}"
+    kernel_slug = f"{slug}-inference"
+    kernel_title = kernel_slug.replace("-", " ").capitalize()  # slugifies back to kernel_slug
+    kernel_id = f"{owner_}/{kernel_slug}"
+    root = P._from_root(out_root or ecfg["dir"])
+    nb_src = Path(notebook) if notebook else INFERENCE_NOTEBOOK
+    if not nb_src.is_file():
+        raise FileNotFoundError(f"{nb_src}: inference notebook not found (run scripts/build_notebooks.py)")
+
+    has_reranker = ctx.reranker_dir.is_dir() and any(ctx.reranker_dir.iterdir())
+    warnings = _base_model_warnings(ctx.embedder_dir, "embedder")
+    if has_reranker:
+        warnings += _base_model_warnings(ctx.reranker_dir, "reranker")
+    rc = P.rerank_config(ctx) if has_reranker else None
+    manifest = {
+        "dataset_id": dataset_id, "kernel_id": kernel_id, "source_run_dir": str(run_dir),
+        "split": ctx.split, "round": ctx.round_idx, "reranker": has_reranker,
+        "rerank_family": rc["family"] if rc else None, "rerank_top_k": rc["top_k"] if rc else None,
+        "blend_alpha": _blend_alpha(run_dir) if has_reranker else None,
+        "recall_k": ctx.config["recall"]["k"], "warnings": warnings,
+    }
+    with tempfile.TemporaryDirectory(prefix="eedi_export_") as tmp:
+        stage = Path(tmp)
+        shutil.copytree(UTILS_DIR, stage / "utils", ignore=_IGNORE)
+        io.write_text(stage / "config.yaml", dump_config(ctx.config))
+        io.write_json(stage / MANIFEST, manifest)
+        src = {"embedder": ctx.embedder_dir, "utils": stage / "utils", "config.yaml": stage / "config.yaml",
+               MANIFEST: stage / MANIFEST}
+        if has_reranker:
+            src["reranker"] = ctx.reranker_dir
+        dataset_dir = build_dataset(src, root, dataset_id, title, license_name=ecfg["license"])
+        nb = set_notebook_parameter(nb_src, stage / "nb" / nb_src.name, "models_dir", f"{KAGGLE_INPUT}/{slug}")
+        kernel_dir = build_kernel(nb, root, kernel_id, kernel_title, dataset_sources=[dataset_id],
+                                  competition_sources=[COMPETITION], enable_gpu=bool(ecfg["enable_gpu"]),
+                                  enable_internet=False, is_private=bool(ecfg["is_private"]))
+    dataset_meta = validate_dataset_metadata(dataset_dir)
+    kernel_meta = validate_kernel_metadata(kernel_dir)
+    rel = {k: os.path.relpath(v, REPO_ROOT) if Path(v).is_relative_to(REPO_ROOT) else str(v)
+           for k, v in (("dataset", dataset_dir), ("kernel", kernel_dir))}
+    return {
+        "dataset_dir": dataset_dir, "kernel_dir": kernel_dir, "dataset_id": dataset_id, "kernel_id": kernel_id,
+        "dataset_metadata": dataset_meta, "kernel_metadata": kernel_meta, "files": _listing(dataset_dir),
+        "manifest": manifest, "warnings": warnings,
+        "push_commands": [f"python -m utils kaggle dataset {rel['dataset']} --no-dry-run",
+                          f"python -m utils kaggle kernel {rel['kernel']} --no-dry-run",
+                          f"python -m utils kaggle submit {rel['kernel']} --no-dry-run"],
+    }
+
+
+# -- inference ---------------------------------------------------------------------------------
+class InferenceContext(P.RunContext):
+    """A ``RunContext`` whose models live in ``extra["models_dir"]`` and whose cache is a temp dir,
+    so the pipeline's ranking and reranking functions run unchanged on read-only inputs."""
+
+    @property
+    def models_dir(self) -> Path:
+        return Path(self.extra["models_dir"])
+
+    @property
+    def embedder_dir(self) -> Path:
+        return self.models_dir / "embedder"
+
+    @property
+    def reranker_dir(self) -> Path:
+        return self.models_dir / "reranker"
+
+    @property
+    def cache_dir(self) -> Path:
+        return Path(self.extra.get("cache_dir") or Path(tempfile.gettempdir()) / "eedi_infer_cache")
+
+
+def _free_memory() -> None:
+    gc.collect()
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:  # pragma: no cover
+        pass
+
+
+def inference_context(
+    data_dir: str | os.PathLike,
+    models_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config_path: str | os.PathLike | None = None,
+) -> InferenceContext:
+    """Config (``config_path``, else ``models_dir/config.yaml``, else defaults) + the competition."""
+    models_dir, out_dir = Path(models_dir), Path(out_dir)
+    if not (models_dir / "embedder").is_dir():
+        raise FileNotFoundError(f"{models_dir / 'embedder'}: no embedder (models_dir must hold embedder/ [+ reranker/])")
+    if config_path is None and (models_dir / "config.yaml").is_file():
+        config_path = models_dir / "config.yaml"
+    cfg = load_config(config_path)
+    comp = load_competition(data_dir, require_test=True)
+    template = cfg["data"]["query_template"]
+    pairs = to_pairs(comp.train, template)
+    pairs["fold"] = "train"  # every labelled pair may serve as an in-context example
+    test_pairs = to_pairs(comp.test, template)
+    return InferenceContext(run_dir=out_dir, split="full", round_idx=1, config=cfg, comp=comp, pairs=pairs,
+                            test_pairs=test_pairs, base_model=cfg["embedder"]["model"],
+                            extra={"models_dir": str(models_dir)})
+
+
+def infer(
+    data_dir: str | os.PathLike,
+    models_dir: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    config_path: str | os.PathLike | None = None,
+    verbose: bool = True,
+) -> Path:
+    """Predict test.csv with packed models (no training); write and validate ``out_dir/submission.csv``.
+
+    Recall top-K with ``models_dir/embedder``; when ``models_dir/reranker`` exists, rerank the
+    head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one).
+    """
+    from .rerank import blend, rerank
+    from .submission import write_submission
+
+    ctx = inference_context(data_dir, models_dir, out_dir, config_path)
+    cfg = ctx.config
+    k_sub = cfg["submission"]["k"]
+    has_reranker = ctx.reranker_dir.is_dir() and any(ctx.reranker_dir.iterdir())
+    rc = P.rerank_config(ctx) if has_reranker else None
+    k = max(cfg["recall"]["k"], k_sub, rc["top_k"] if rc else 0)
+    say = print if verbose else (lambda *a, **kw: None)
+    say(f"{len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions; recall top-{k} with {ctx.embedder_dir}")
+    emb = ctx.embedder("current")
+    ranking = P.rank(ctx, emb, ctx.test_pairs, k=k)
+    del emb
+    _free_memory()
+    if has_reranker:
+        manifest = io.read_json(ctx.models_dir / MANIFEST, default={}) or {}
+        alpha = manifest.get("blend_alpha")
+        alpha = 1.0 if alpha is None else float(alpha)
+        say(f"rerank the top-{rc['top_k']} with {ctx.reranker_dir} ({rc['family']}, blend alpha {alpha})")
+        scores = P.score_reranker(ctx, ranking, ctx.test_pairs)
+        ranking = blend(ranking, scores, alpha, rc["top_k"]) if alpha < 1.0 else rerank(ranking, scores, rc["top_k"])
+        _free_memory()
+    out = write_submission(ranking, ctx.test_pairs["QuestionId_Answer"].tolist(), P.corpus_ids(ctx).tolist(),
+                           Path(out_dir) / "submission.csv", k_sub)
+    say(f"submission: {out}")
+    return out
