@@ -20,6 +20,7 @@ recall: {k: 30}
 embedder: {batch_size: 32}
 submission: {dir: null}
 rerank: {epochs: 1, n_negatives: 3, top_k: 10, max_length: 96, batch_size: 16}
+notebooks: [01_mine_hn, 02_train_embedder, 03_eval_embedder, 04_recall, 05_train_reranker, 06_rerank, 08_fuse_submit]
 """
 
 
