@@ -46,7 +46,7 @@ def run_copy(tmp_path_factory, finished_run, tiny_config):
 def finished_round(run_copy, tiny_data):
     """round_1 without its reranker: embedder and candidates only."""
     tmp, cfg = run_copy
-    out = tmp / "v1_norr"
+    out = tmp / "norr" / "v1"  # the same run name, so the slug stays eedi-v1-r1
     shutil.copytree(tmp / "v1", out)
     shutil.rmtree(out / "round_1" / "reranker")
     for f in ("rerank_val.parquet", "rerank_test.parquet"):

@@ -312,11 +312,17 @@ RERANK_DEFAULTS = {
 }
 
 
-def rerank_config(ctx: RunContext) -> dict:
-    cfg = {**RERANK_DEFAULTS, **ctx.config.get("rerank", {})}
-    unknown = sorted(set(ctx.config.get("rerank", {})) - set(RERANK_DEFAULTS))
+def _section(ctx: RunContext, name: str, defaults: dict) -> dict:
+    """Config section ``name`` over its defaults; an unknown key is an error."""
+    given = ctx.config.get(name) or {}
+    unknown = sorted(set(given) - set(defaults))
     if unknown:
-        raise ValueError(f"unknown rerank option(s) {unknown}; known: {sorted(RERANK_DEFAULTS)}")
+        raise ValueError(f"unknown {name} option(s) {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **given}
+
+
+def rerank_config(ctx: RunContext) -> dict:
+    cfg = _section(ctx, "rerank", RERANK_DEFAULTS)
     if cfg["family"] not in ("cross_encoder", "llm_pointwise", "llm_listwise"):
         raise ValueError(f"rerank.family {cfg['family']!r}: choose cross_encoder, llm_pointwise or llm_listwise")
     return cfg
@@ -445,11 +451,7 @@ FUSION_DEFAULTS = {
 
 
 def fusion_config(ctx: RunContext) -> dict:
-    cfg = {**FUSION_DEFAULTS, **ctx.config.get("fusion", {})}
-    unknown = sorted(set(ctx.config.get("fusion", {})) - set(FUSION_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown fusion option(s) {unknown}; known: {sorted(FUSION_DEFAULTS)}")
-    return cfg
+    return _section(ctx, "fusion", FUSION_DEFAULTS)
 
 
 def round_rankings(ctx: RunContext) -> list[tuple[str, dict[str, pd.DataFrame]]]:
