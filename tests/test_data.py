@@ -93,3 +93,18 @@ def test_real_data_shape():
     pairs = to_pairs(comp.train)
     assert len(comp.train) == 1308 and len(pairs) == 3924
     assert pairs["MisconceptionId"].notna().sum() == 3062
+
+
+def test_truncation_keeps_the_wrong_answer():
+    """Long questions are cut from the question text, so wrong answers stay distinguishable."""
+    from transformers import AutoTokenizer
+
+    from utils.embed import resolve_model
+
+    comp = load_competition(SAMPLE_DATA_DIR)
+    q = comp.train.head(1).copy()
+    q["QuestionText"] = "a very long question " * 100
+    pairs = to_pairs(q)
+    tok = AutoTokenizer.from_pretrained(resolve_model(None))
+    cut = [tok.decode(tok(t, truncation=True, max_length=64)["input_ids"]) for t in pairs["query_text"]]
+    assert len(set(cut)) == 3

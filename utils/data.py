@@ -20,9 +20,12 @@ BASE_COLUMNS = [
 LABEL_COLUMNS = [f"Misconception{a}Id" for a in ANSWERS]
 MAPPING_COLUMNS = ["MisconceptionId", "MisconceptionName"]
 
+# The question text goes last: it is the long part, so truncation to max_length cuts it and never
+# the answers (with it in the middle, 128-token queries of long questions lost the wrong answer,
+# and every wrong answer of such a question got the same ranking).
 DEFAULT_QUERY_TEMPLATE = (
-    "Construct: {ConstructName}\nSubject: {SubjectName}\nQuestion: {QuestionText}\n"
-    "Correct answer: {CorrectAnswerText}\nWrong answer: {AnswerText}"
+    "Construct: {ConstructName}\nSubject: {SubjectName}\nCorrect answer: {CorrectAnswerText}\n"
+    "Wrong answer: {AnswerText}\nQuestion: {QuestionText}"
 )
 
 
