@@ -76,6 +76,16 @@ def pick_device(device: str | None) -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def use_cuda(cpu_smoke: bool) -> bool:
+    """True on a GPU run; a GPU benchmark without CUDA must be asked for as ``--cpu-smoke``."""
+    import torch
+
+    cuda = torch.cuda.is_available() and not cpu_smoke
+    if not cuda and not cpu_smoke:
+        raise SystemExit("no CUDA device: run with --cpu-smoke")
+    return cuda
+
+
 def sync(device: str) -> None:
     import torch
 

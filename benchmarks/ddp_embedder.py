@@ -49,9 +49,9 @@ def main(argv: list[str] | None = None) -> dict:
     from utils.io import write_jsonl
     from utils.train_embedder import TrainConfig, train_distributed
 
-    cuda = torch.cuda.is_available() and not args.cpu_smoke
-    if not cuda and not args.cpu_smoke:
-        raise SystemExit("no CUDA device: run with --cpu-smoke")
+    from _common import use_cuda
+
+    cuda = use_cuda(args.cpu_smoke)
     if cuda and torch.cuda.device_count() < args.nproc:
         raise SystemExit(f"--nproc {args.nproc} needs {args.nproc} GPUs, found {torch.cuda.device_count()}")
     if args.cpu_smoke:

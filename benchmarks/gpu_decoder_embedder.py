@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 SHAPE_ARGS = (("hidden", 2048), ("layers", 16), ("heads", 16), ("kv_heads", 16), ("intermediate", 5632),
               ("vocab", 32000))
@@ -126,9 +126,9 @@ def main(argv: list[str] | None = None) -> dict:
     from utils.embed import Embedder
     from utils.train_embedder import TrainConfig, train_embedder
 
-    cuda = torch.cuda.is_available() and not args.cpu_smoke
-    if not cuda and not args.cpu_smoke:
-        raise SystemExit("no CUDA device: run with --cpu-smoke")
+    from _common import use_cuda
+
+    cuda = use_cuda(args.cpu_smoke)
     if args.cpu_smoke:
         for k, v in SMOKE_SHAPE.items():
             setattr(args, k, v)

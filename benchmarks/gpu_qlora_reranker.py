@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 
 def synthetic_train(n_queries: int, n_negatives: int, pad_words: int, seed: int = 0):
@@ -74,9 +74,9 @@ def main(argv: list[str] | None = None) -> dict:
     from utils import llm_reranker as lr
     from utils.lora import load_tokenizer
 
-    cuda = torch.cuda.is_available() and not args.cpu_smoke
-    if not cuda and not args.cpu_smoke:
-        raise SystemExit("no CUDA device: run with --cpu-smoke")
+    from _common import use_cuda
+
+    cuda = use_cuda(args.cpu_smoke)
     if args.cpu_smoke:
         args.hidden, args.layers, args.heads, args.kv_heads, args.intermediate = 64, 2, 4, 2, 128
         args.vocab, args.steps, args.batch_size, args.max_length = 0, 3, 4, 96
