@@ -138,8 +138,10 @@ class Embedder(torch.nn.Module):
             dtype = getattr(torch, dtype)
         self.dtype = dtype or default_dtype(self.device_name)
         adapter_cfg = _read_json(Path(self.name_or_path) / "adapter_config.json")
-        base = stored.get("base_model") or adapter_cfg.get("base_model_name_or_path") if adapter_cfg else None
-        load_from = resolve_model(base) if adapter_cfg else self.name_or_path
+        if adapter_cfg:  # a peft adapter folder: load its base, then the adapter
+            load_from = resolve_model(stored.get("base_model") or adapter_cfg.get("base_model_name_or_path"))
+        else:
+            load_from = self.name_or_path
         tok_from = self.name_or_path if (Path(self.name_or_path) / "tokenizer_config.json").exists() else load_from
         self.tokenizer = AutoTokenizer.from_pretrained(tok_from, trust_remote_code=trust_remote_code)
         model = AutoModel.from_pretrained(load_from, dtype=self.dtype, trust_remote_code=trust_remote_code)
@@ -151,9 +153,9 @@ class Embedder(torch.nn.Module):
                 model = model.merge_and_unload()
         self.model = model.to(self.device_name)
         self.model.eval()
-        is_decoder = not getattr(self.model.config, "is_encoder_decoder", False) and getattr(
-            self.model.config, "is_decoder", False
-        ) or _looks_like_decoder(self.model.config)
+        cfg = self.model.config
+        is_decoder = (getattr(cfg, "is_decoder", False) and not getattr(cfg, "is_encoder_decoder", False)) or (
+            _looks_like_decoder(cfg))
         self.pooling = pooling or stored.get("pooling") or ("last" if is_decoder else "mean")
         if self.pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {self.pooling!r}; choose one of {POOLINGS}")
