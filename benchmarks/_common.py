@@ -228,19 +228,27 @@ def write_results(out: str | os.PathLike, result: dict, title: str, rows: list[d
     with open(hist, "a") as f:
         for r in rows:
             f.write(json.dumps({**stamp, **r}, default=_json_default) + "\n")
+    return render_markdown(out, title, notes, stamp["date"])
+
+
+def render_markdown(out: str | os.PathLike, title: str, notes: list[str] | None, date: str,
+                    script: str | None = None) -> Path:
+    """Regenerate ``<out>.md`` from ``<out>.history.jsonl`` (all runs) plus the latest run's notes."""
+    out = Path(out)
+    hist = out.with_name(out.stem + ".history.jsonl")
     all_rows = [json.loads(line) for line in hist.read_text().splitlines() if line.strip()]
     cols: list[str] = []
     for r in all_rows:
         cols += [c for c in r if c not in cols]
     lines = [f"# {title}", "",
-             f"Written by `benchmarks/{Path(sys.argv[0]).name}` (full figures in `{out.name}`); one row per measurement, "
-             "newest last. `ours/...` columns are ratios ours / peer: above 1 is better for throughput, "
+             f"Written by `benchmarks/{script or Path(sys.argv[0]).name}` (full figures in `{out.name}`); one row per "
+             "measurement, newest last. `ours/...` columns are ratios ours / peer: above 1 is better for throughput, "
              "below 1 for seconds.", "",
              "| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
     for r in all_rows:
         lines.append("| " + " | ".join(fmt(r.get(c)).replace("|", "/") for c in cols) + " |")
     if notes:
-        lines += ["", f"Notes of the latest run ({stamp['date']}):", ""] + [f"- {n}" for n in notes]
+        lines += ["", f"Notes of the latest run ({date}):", ""] + [f"- {n}" for n in notes]
     md = out.with_suffix(".md")
     md.write_text("\n".join(lines) + "\n")
     return md

@@ -3,7 +3,8 @@ import pytest
 import torch
 
 from tiny_models import make_tiny_decoder
-from utils.embed import Embedder, cached_encode, pool, resolve_model
+from utils import embed as embed_module
+from utils.embed import Embedder, cached_encode, plan_batches, pool, resolve_model
 
 TEXTS = ["Adds the numerators and the denominators", "x", "Confuses area with perimeter when finding the size of a shape"]
 
@@ -27,6 +28,28 @@ def test_order_is_restored_after_length_sorting(minilm):
     a = minilm.encode(TEXTS, batch_size=1, show_progress=False)
     b = minilm.encode(TEXTS[::-1], batch_size=2, show_progress=False)[::-1]
     assert np.allclose(a, b, atol=1e-5)
+
+
+def test_plan_batches_by_token_budget():
+    # sorted lengths, budget 20 padded tokens: 2 x 10, then 2 x 8, then the three 3s and the 1 (4 x 3 = 12)
+    assert plan_batches(np.array([10, 8, 8, 3, 3, 3, 1]), 20) == [(0, 2), (2, 4), (4, 7)]
+    assert plan_batches(np.array([50, 5]), 20) == [(0, 1), (1, 2)]  # too long for the budget: alone
+    assert plan_batches(np.array([], dtype=int), 20) == []
+
+
+def test_token_budget_and_upload_groups_do_not_change_embeddings(minilm, monkeypatch):
+    """Many small batches over several device copies == one batch; full rows skip the mask."""
+    texts = TEXTS * 4 + ["two words", "too words"]  # the last two tokenize to equal lengths
+    one = minilm.encode(texts, batch_size=64, show_progress=False)
+    monkeypatch.setattr(embed_module, "UPLOAD_TOKENS", 24)
+    calls = []
+    forward = minilm.forward
+    monkeypatch.setattr(minilm, "forward", lambda b, padded=True: calls.append((tuple(b["input_ids"].shape), padded))
+                        or forward(b, padded))
+    many = minilm.encode(texts, batch_size=1, max_tokens=12, show_progress=False)
+    assert len(calls) > 4 and max(n * w for (n, w), _ in calls) <= max(12, max(w for (_, w), _ in calls))
+    assert any(not padded for _, padded in calls) and any(padded for _, padded in calls)
+    assert np.abs(one - many).max() < 1e-5
 
 
 def test_pool_last_token_left_and_right_padding():

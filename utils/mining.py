@@ -45,31 +45,33 @@ def mine_hard_negatives(
     positives = np.asarray(positives, dtype=np.int64)
     pos_scores = np.einsum("ij,ij->i", np.asarray(query_emb, np.float32), np.asarray(corpus_emb, np.float32)[positives])
     rng = np.random.default_rng(seed)
-    negs: list[list[int]] = []
-    neg_scores: list[list[float]] = []
-    for qi in range(len(positives)):
-        cand = idx[qi, range_min - 1 :]
-        cand_s = scores[qi, range_min - 1 :]
-        keep = cand != positives[qi]
-        if max_score_ratio is not None:
-            keep &= cand_s < max_score_ratio * pos_scores[qi]
-        cand, cand_s = cand[keep], cand_s[keep]
-        if len(cand) > n:
-            pick = np.sort(rng.choice(len(cand), size=n, replace=False))
-            cand, cand_s = cand[pick], cand_s[pick]
-        chosen = cand.tolist()
-        chosen_s = cand_s.tolist()
-        if len(chosen) < n:
-            banned = set(idx[qi].tolist()) | {int(positives[qi])}
-            pool = np.array([i for i in range(n_corpus) if i not in banned])
-            if len(pool) < n - len(chosen):  # tiny corpus: allow the excluded top ranks back
-                pool = np.array([i for i in range(n_corpus) if i != positives[qi] and i not in chosen])
-            extra = rng.choice(pool, size=n - len(chosen), replace=False)
-            chosen += extra.tolist()
-            q = np.asarray(query_emb[qi], np.float32)
-            chosen_s += (np.asarray(corpus_emb, np.float32)[extra] @ q).tolist()
-        negs.append([int(c) for c in chosen])
-        neg_scores.append([float(s) for s in chosen_s])
+    cand, cand_s = idx[:, range_min - 1:], scores[:, range_min - 1:]
+    keep = cand != positives[:, None]
+    if max_score_ratio is not None:
+        keep &= cand_s < max_score_ratio * pos_scores[:, None]
+    # Vectorised sampling without replacement (a per-query rng.choice loop took ~0.1-0.2 s for
+    # 3k queries): random keys, excluded candidates keyed +inf, the n smallest keys win; the
+    # winners are put back in rank order.
+    keys = rng.random(cand.shape)
+    keys[~keep] = np.inf
+    take = min(n, cand.shape[1])
+    pick = np.sort(np.argpartition(keys, take - 1, axis=1)[:, :take], axis=1) if take else np.zeros((len(cand), 0), int)
+    picked_ok = np.take_along_axis(keep, pick, axis=1)
+    negs = np.take_along_axis(cand, pick, axis=1).tolist()
+    neg_scores = np.take_along_axis(cand_s, pick, axis=1).astype(np.float64).tolist()
+    corpus32 = None
+    for qi in np.flatnonzero(picked_ok.sum(1) < n):  # too few candidates survived: keep them all, fill up
+        chosen = cand[qi][keep[qi]].tolist()
+        chosen_s = cand_s[qi][keep[qi]].astype(np.float64).tolist()
+        banned = set(idx[qi].tolist()) | {int(positives[qi])}
+        pool = np.array([i for i in range(n_corpus) if i not in banned])
+        if len(pool) < n - len(chosen):  # tiny corpus: allow the excluded top ranks back
+            pool = np.array([i for i in range(n_corpus) if i != positives[qi] and i not in chosen])
+        extra = rng.choice(pool, size=n - len(chosen), replace=False)
+        corpus32 = np.asarray(corpus_emb, np.float32) if corpus32 is None else corpus32
+        chosen += extra.tolist()
+        chosen_s += (corpus32[extra] @ np.asarray(query_emb[qi], np.float32)).astype(np.float64).tolist()
+        negs[qi], neg_scores[qi] = [int(c) for c in chosen], chosen_s
     return negs, neg_scores, pos_scores
 
 
