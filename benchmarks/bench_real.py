@@ -48,7 +48,8 @@ def main(argv=None) -> None:
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_real_"))
     cfg = load_config(args.config)
     cfg["embedder"]["model"] = model
-    cfg["rerank"]["model"] = model
+    if cfg["rerank"].get("model") in ("default", None):  # "embedder" (this round's fine-tuned one) stays
+        cfg["rerank"]["model"] = model
     cfg["submission"]["dir"] = None
     cfg_path = work / "config.yaml"
     work.mkdir(parents=True, exist_ok=True)

@@ -82,9 +82,10 @@ def test_blend_ends_and_tune_blend(eedi):
     assert best == pytest.approx(evaluate(blend(cands, noisy, alpha, top_k=6), pairs)["map@25"])
 
 
-# Cross-encoder tests use the full 6-layer all-MiniLM-L6-v2: its [CLS] (what the classification
-# head reads) is input-independent until the last layer, so a copy cut to 2 layers scores every
-# pair alike (see test_truncated_minilm_cls_is_constant) and cannot be fine-tuned as a reranker.
+# Cross-encoder tests use the full 6-layer all-MiniLM-L6-v2 with the default mean-pooled head.
+# Its [CLS] (what a sequence-classification head reads) is input-independent until the last
+# layer, so with head="cls" a copy cut to 2 layers scores every pair alike (see
+# test_truncated_minilm_cls_is_constant); the mean head does not have that problem.
 CE_MAX_LENGTH = 40  # > every synthetic misconception name + room for the question's construct
 
 
@@ -145,15 +146,44 @@ def test_listwise_loss_is_group_softmax_ce(eedi, ce_model):
 
 
 def test_truncated_minilm_cls_is_constant(tmp_path, caplog):
-    """Root cause of a listwise loss stuck at ln(4): a 2-layer MiniLM copy gives all pairs one logit."""
+    """Root cause of a listwise loss stuck at ln(4): a 2-layer MiniLM copy's [CLS] gives all pairs one logit.
+
+    The mean-pooled head on the same cut copy does tell pairs apart, which is why it is the default.
+    """
     from utils.cross_encoder import _check_logits_vary, load_cross_encoder
 
     pairs, mis, _ = synthetic_eedi(seed=0)
     qs, ds = pairs["query_text"].tolist()[:8], mis["MisconceptionName"].tolist()
-    cut = load_cross_encoder(make_tiny_encoder(tmp_path / "minilm2", num_layers=2), max_length=CE_MAX_LENGTH)
+    path = make_tiny_encoder(tmp_path / "minilm2", num_layers=2)
+    cut = load_cross_encoder(path, max_length=CE_MAX_LENGTH, head="cls")
     with caplog.at_level("WARNING", logger="utils.cross_encoder"):
         assert _check_logits_vary(cut, qs, ds) < 1e-3
     assert "same logit to every pair" in caplog.text
+    assert _check_logits_vary(load_cross_encoder(path, max_length=CE_MAX_LENGTH, head="mean"), qs, ds) > 1e-3
+
+
+def test_mean_head_cut_layers_and_group_cap_round_trip(eedi, encoder, tmp_path):
+    """num_layers cuts the saved model, max_groups caps the groups, and the saved folder reloads as it is."""
+    from utils.cross_encoder import is_cross_encoder, load_cross_encoder
+
+    pairs, mis, cands = eedi
+    tr = build_rerank_train(cands, pairs, mis, n_negatives=3, top_k=8, seed=0)
+    assert tr["group"].nunique() > 5
+    out = train_cross_encoder(tr, encoder, tmp_path / "ce", epochs=1, lr=1e-4, batch_size=5, max_length=CE_MAX_LENGTH,
+                              loss="listwise", seed=0, num_layers=2, max_groups=5)
+    log = json.loads((Path(out) / "train_log.json").read_text())
+    assert log["n_rows"] == 5 * 4 and len(log["losses"]) == 1 and log["head"] == "mean"
+    assert json.loads((Path(out) / "config.json").read_text())["num_hidden_layers"] == 2
+    assert is_cross_encoder(out) and not is_cross_encoder(encoder)
+    head = build_rerank_candidates(cands, pairs, mis, top_k=4)
+    a = score_cross_encoder(out, head["query_text"], head["MisconceptionName"], max_length=CE_MAX_LENGTH)
+    # a trained folder keeps its own head and depth whatever head/num_layers are asked for
+    again = load_cross_encoder(out, max_length=CE_MAX_LENGTH, head="mean", num_layers=1)
+    assert len(again.model.encoder.layer) == 2
+    b = score_cross_encoder("", head["query_text"], head["MisconceptionName"], model=again)
+    assert np.std(a) > 1e-4 and np.abs(a - b).max() < 1e-5
+    with pytest.raises(ValueError, match="unknown cross-encoder head"):
+        load_cross_encoder(encoder, head="max")
 
 
 def test_cross_encoder_pointwise_learns(eedi, encoder, tmp_path):

@@ -12,12 +12,21 @@ Training uses the CrossEncoder trainer (dynamic padding through its collator; fp
 weights with bf16 autocast on CUDA, fp32 on CPU); losses per step are written to
 ``train_log.json`` next to the model. Scoring loads the weights in bf16 on CUDA.
 
-The head reads the [CLS] token (``BertForSequenceClassification``: pooler + linear). In
-all-MiniLM-L6-v2, a mean-pooling bi-encoder, [CLS] only picks up the input in the *last* layer
-(its spread across inputs is <1% of its norm through layer 5, ~50% after layer 6), so the
-full model must be used: a copy cut to its first layers gives every pair the same logit (a
-listwise loss then sits at exactly ln(group size)). ``train_cross_encoder`` warns when the
-initial logits do not vary across pairs.
+Heads (``head``):
+
+* ``mean`` (default): mean of the last hidden states over the pair's tokens, then a linear
+  layer to one logit (sentence-transformers' ``Transformer`` + ``Pooling`` + ``Dense`` modules).
+  It reads what a mean-pooling bi-encoder such as all-MiniLM-L6-v2 was trained to produce, so
+  the logits differ across pairs from the first step, also for a copy cut to its first layers
+  (``num_layers``, for speed on CPU) or for this round's fine-tuned embedder as the init.
+* ``cls``: the checkpoint's sequence-classification head (pooler + linear on [CLS]), for
+  checkpoints trained as cross-encoders. In all-MiniLM-L6-v2 [CLS] only picks up the input in
+  the *last* layer (its spread across inputs is <1% of its norm through layer 5, ~50% after
+  layer 6), so a cut copy gives every pair the same logit and cannot learn (a listwise loss
+  then sits at exactly ln(group size)). ``train_cross_encoder`` warns when the initial logits
+  do not vary across pairs.
+
+A folder that already holds a cross-encoder (either head) is loaded as it is.
 
 Pairs are truncated ``longest_first`` (the library default): tokens are cut from the longer
 text, i.e. the long Eedi question, so a ~15-token misconception name survives any query
@@ -55,30 +64,79 @@ def _device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def load_cross_encoder(
-    model_name_or_path: str | None = None, max_length: int = 256, device: str | None = None, for_training: bool = False
-):
-    """A ``CrossEncoder`` with one output logit (a new head when the checkpoint has none).
+HEADS = ("mean", "cls")
 
-    Weights are bf16 on CUDA for scoring; ``for_training`` keeps them fp32 (the trainer's bf16
-    autocast does the fast math), since AdamW steps of ~lr * 1 on bf16 weights mostly round away.
+
+def is_cross_encoder(path: str | os.PathLike) -> bool:
+    """True when ``path`` is a local folder holding a trained cross-encoder (either head)."""
+    folder = Path(path)
+    for dense_cfg in folder.glob("*_Dense/config.json"):
+        if json.loads(dense_cfg.read_text()).get("module_output_name") == "scores":
+            return True
+    cfg = folder / "config.json"
+    if cfg.exists() and not (folder / "modules.json").exists():
+        archs = json.loads(cfg.read_text()).get("architectures") or []
+        return any(a.endswith("ForSequenceClassification") for a in archs)
+    return False
+
+
+def _truncate_layers(model, num_layers: int) -> None:
+    """Keep the first ``num_layers`` transformer layers of a BERT-style encoder (in place)."""
+    encoder = getattr(model, "encoder", None)
+    layers = getattr(encoder, "layer", None)
+    if layers is None:
+        raise ValueError(f"num_layers: cannot find the layers of a {type(model).__name__} (needs encoder.layer)")
+    if not 1 <= num_layers <= len(layers):
+        raise ValueError(f"num_layers must be in 1..{len(layers)}, got {num_layers}")
+    encoder.layer = layers[:num_layers]
+    model.config.num_hidden_layers = num_layers
+
+
+def load_cross_encoder(
+    model_name_or_path: str | None = None,
+    max_length: int = 256,
+    device: str | None = None,
+    for_training: bool = False,
+    head: str = "mean",
+    num_layers: int | None = None,
+):
+    """A ``CrossEncoder`` with one output logit.
+
+    A folder holding a cross-encoder is loaded as it is; any other encoder (path or hub id)
+    gets a fresh ``head`` (``mean`` or ``cls``, see the module docstring), optionally cut to
+    its first ``num_layers`` layers. Weights are bf16 on CUDA for scoring; ``for_training`` keeps
+    them fp32 (the trainer's bf16 autocast does the fast math), since AdamW steps of ~lr * 1 on
+    bf16 weights mostly round away.
     """
     import torch
     from sentence_transformers import CrossEncoder
 
     from .embed import avoid_cudnn_attention
 
+    if head not in HEADS:
+        raise ValueError(f"unknown cross-encoder head {head!r}; choose one of {HEADS}")
     device = device or _device()
     if device.startswith("cuda"):
         avoid_cudnn_attention()  # dynamic padding: cuDNN SDPA re-plans every new shape
     dtype = torch.bfloat16 if device.startswith("cuda") and not for_training else torch.float32
-    return CrossEncoder(
-        model_name_or_path or default_encoder(),
-        num_labels=1,
-        max_length=max_length,
-        device=device,
-        model_kwargs={"dtype": dtype},
-    )
+    path = model_name_or_path or default_encoder()
+    trained = is_cross_encoder(path)
+    if head == "cls" or trained:
+        ce = CrossEncoder(path, max_length=max_length, device=device, model_kwargs={"dtype": dtype},
+                          **({} if trained else {"num_labels": 1}))
+    else:
+        from sentence_transformers.base.modules import Dense, Transformer
+        from sentence_transformers.sentence_transformer.modules import Pooling
+
+        encoder = Transformer(path, transformer_task="feature-extraction", model_kwargs={"dtype": dtype})
+        encoder.max_seq_length = max_length
+        dim = encoder.auto_model.config.hidden_size
+        scorer = Dense(dim, 1, activation_function=None, module_output_name="scores")
+        ce = CrossEncoder(modules=[encoder, Pooling(dim, "mean"), scorer], device=device)
+        ce.to(dtype)
+    if num_layers is not None and not trained:
+        _truncate_layers(ce.model, int(num_layers))
+    return ce
 
 
 def pair_token_ids(model, query: str, doc: str) -> list[int]:
@@ -171,11 +229,16 @@ def train_cross_encoder(
     weight_decay: float = 0.01,
     grad_accum: int = 1,
     logging_steps: int = 1,
+    head: str = "mean",
+    num_layers: int | None = None,
+    max_groups: int | None = None,
 ) -> str:
     """Fine-tune a cross-encoder on ``build_rerank_train`` output and save it atomically to ``out_dir``.
 
     ``loss``: ``"pointwise"`` (BCE per row) or ``"listwise"`` (softmax CE per group; batch_size
-    then counts groups). Returns ``out_dir``; ``out_dir/train_log.json`` holds the per-step losses.
+    then counts groups). ``head`` / ``num_layers``: see ``load_cross_encoder``. ``max_groups``
+    trains on a seeded sample of that many query groups (a CPU time budget). Returns ``out_dir``;
+    ``out_dir/train_log.json`` holds the per-step losses.
     """
     import torch
     from datasets import Dataset
@@ -184,7 +247,11 @@ def train_cross_encoder(
     from transformers import set_seed
 
     set_seed(seed)
-    model = load_cross_encoder(model_name_or_path, max_length=max_length, for_training=True)
+    if max_groups is not None and train_df["group"].nunique() > max_groups:
+        keep = np.random.default_rng(seed).choice(train_df["group"].unique(), size=max_groups, replace=False)
+        train_df = train_df[train_df["group"].isin(keep)]
+    model = load_cross_encoder(model_name_or_path, max_length=max_length, for_training=True, head=head,
+                               num_layers=num_layers)
     initial_spread = _check_logits_vary(model, train_df["query_text"], train_df[NAME])
     if loss == "pointwise":
         data = {"query": train_df["query_text"].tolist(), "doc": train_df[NAME].tolist(),
@@ -205,7 +272,7 @@ def train_cross_encoder(
             learning_rate=lr,
             per_device_train_batch_size=batch_size,
             gradient_accumulation_steps=grad_accum,
-            warmup_ratio=warmup_ratio,
+            warmup_steps=warmup_ratio,  # transformers 5: a float below 1 is a ratio
             weight_decay=weight_decay,
             bf16=cuda,
             seed=seed,
@@ -221,8 +288,9 @@ def train_cross_encoder(
         trainer.train()
         model.save(str(tmp))
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
-        (tmp / "train_log.json").write_text(json.dumps({"loss": loss, "losses": losses, "n_rows": len(train_df),
-                                                         "initial_logit_std": initial_spread}))
+        log = {"loss": loss, "losses": losses, "n_rows": len(train_df), "head": head, "num_layers": num_layers,
+               "initial_logit_std": initial_spread}
+        (tmp / "train_log.json").write_text(json.dumps(log))
         import shutil
 
         shutil.rmtree(tmp / "_checkpoints", ignore_errors=True)

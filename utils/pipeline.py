@@ -294,7 +294,10 @@ def load_split(ctx: RunContext) -> pd.DataFrame:
 # -- 05/06: reranker -------------------------------------------------------------------------
 RERANK_DEFAULTS = {
     "family": "cross_encoder",  # cross_encoder | llm_pointwise | llm_listwise
-    "model": "default",  # cross-encoder init (encoder) or base LLM (path or hub id)
+    "model": "default",  # cross-encoder init (encoder; "embedder" = this round's fine-tuned one) or base LLM
+    "head": "mean",  # cross-encoder head: mean (pooled tokens + linear) | cls (sequence-classification head)
+    "num_layers": None,  # cross-encoder: keep only the first N layers (speed on CPU); None = all
+    "max_groups": None,  # cross-encoder: train on a seeded sample of N query groups (CPU time budget)
     "top_k": 25,  # candidates per query shown to the reranker (training and scoring)
     "n_negatives": 7,
     "epochs": 1.0,
@@ -344,10 +347,11 @@ def train_reranker(ctx: RunContext) -> dict:
     if rc["family"] == "cross_encoder":
         from .cross_encoder import train_cross_encoder
 
-        model = None if rc["model"] in ("default", None) else rc["model"]
+        model = {"default": None, None: None, "embedder": str(ctx.embedder_dir)}.get(rc["model"], rc["model"])
         train_cross_encoder(df, model, ctx.reranker_dir, epochs=rc["epochs"], lr=rc["lr"], batch_size=rc["batch_size"],
                             max_length=rc["max_length"], loss=rc["loss"], seed=ctx.config["seed"],
-                            logging_steps=50)
+                            logging_steps=50, head=rc["head"], num_layers=rc["num_layers"],
+                            max_groups=rc["max_groups"])
     else:
         from .llm_reranker import train_llm_reranker
 

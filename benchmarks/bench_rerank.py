@@ -1,0 +1,111 @@
+"""Cross-encoder variants on real data: does reranking beat the fine-tuned retriever?
+
+Per split: one round of mine -> fine-tune -> recall (the config's recipe), then each reranker
+variant is trained on that round's candidates and scored on validation. Reported per variant:
+MAP@25 of the retriever alone, of the reranker's own order (head reranked, tail kept), and of
+the retrieval/reranker blend tuned on validation (with its alpha), plus seconds.
+
+    python benchmarks/bench_rerank.py --config configs/gpu.yaml --splits v1,v2          # GPU
+    python benchmarks/bench_rerank.py --variants mean_minilm --splits v1 --limit-train 200  # CPU smoke
+
+Results are written after every variant, so a run cut short keeps what it measured.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, write_results  # noqa: E402
+
+from utils import pipeline as P  # noqa: E402
+from utils.config import load_config  # noqa: E402
+
+# name -> rerank-config overrides on top of the config file's rerank section and SHORT (so a
+# variant means the same whatever the config's own epochs / negatives are); "default" = MiniLM.
+SHORT = {"model": "default", "head": "mean", "num_layers": None, "max_groups": None, "epochs": 1, "n_negatives": 7}
+VARIANTS = {
+    "cls_minilm": {**SHORT, "head": "cls"},  # the earlier default: [CLS] sequence-classification head
+    "mean_minilm": SHORT,
+    "mean_minilm_3layers": {**SHORT, "num_layers": 3},  # the CPU default's shape
+    "mean_embedder": {**SHORT, "model": "embedder"},  # init from this round's fine-tuned embedder
+    "mean_embedder_15neg_2ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 2},
+    "mean_embedder_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4},  # configs/gpu.yaml
+    "mean_minilm_15neg_4ep": {**SHORT, "n_negatives": 15, "epochs": 4},
+    "mean_embedder_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8},
+}
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", default="configs/gpu.yaml")
+    ap.add_argument("--splits", default="v1,v2")
+    ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--model", default=None, help="embedder and cross-encoder init (default: bundled MiniLM)")
+    ap.add_argument("--limit-train", type=int, default=None, help="smoke runs: keep N training questions' pairs")
+    ap.add_argument("--work", default=None)
+    ap.add_argument("--out", default=str(RESULTS / "bench_rerank.json"))
+    args = ap.parse_args(argv)
+
+    unknown = set(args.variants.split(",")) - set(VARIANTS)
+    if unknown:
+        raise SystemExit(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
+    model = resolve_model_arg(args.model)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_rerank_"))
+    work.mkdir(parents=True, exist_ok=True)
+    cfg = load_config(args.config)
+    cfg["embedder"]["model"] = model
+    base_rerank = dict(cfg.get("rerank", {}))
+    cfg["submission"]["dir"] = None
+    cfg_path = work / "config.yaml"
+    cfg_path.write_text(yaml.safe_dump(cfg))
+    machine = machine_info("cuda" if __import__("torch").cuda.is_available() else "cpu")
+    detail: dict = {}
+    for split in args.splits.split(","):
+        ctx = P.load_context(work / split / "round_1", data_dir, split, 1, cfg_path)
+        if args.limit_train:  # smoke runs: the other training pairs leave the run
+            drop = set(ctx.train_pairs["QuestionId_Answer"].iloc[args.limit_train:])
+            ctx.pairs = ctx.pairs[~ctx.pairs["QuestionId_Answer"].isin(drop)].reset_index(drop=True)
+        t0 = time.perf_counter()
+        P.mine(ctx)
+        P.train(ctx)
+        ev = P.evaluate_embedders(ctx)
+        P.recall_candidates(ctx)
+        round_s = time.perf_counter() - t0
+        retrieval = P.evaluate(ev["finetuned"], ctx.val_pairs)
+        for name in args.variants.split(","):
+            rc = {**base_rerank, **VARIANTS[name]}
+            rc["model"] = model if rc["model"] == "default" else rc["model"]
+            ctx.config["rerank"] = rc
+            t0 = time.perf_counter()
+            P.train_reranker(ctx)
+            t_train = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            rr = P.rerank_all(ctx)
+            t_score = time.perf_counter() - t0
+            s = rr["summary"]
+            detail[f"{split}/{name}"] = {"rerank_config": rc, "summary": s, "seconds_train": t_train,
+                                         "seconds_score": t_score, "round_seconds": round_s}
+            row = {"split": split, "variant": name, "val_pairs": len(ctx.val_pairs),
+                   "retrieval MAP@25": retrieval["map@25"],
+                   "reranker-only MAP@25": s["reranker_only"]["map@25"],
+                   "blend MAP@25": s["reranked"]["map@25"], "alpha": s["blend_alpha"],
+                   "gain (reranker-only)": s["reranker_only"]["map@25"] - retrieval["map@25"],
+                   "gain (blend)": s["reranked"]["map@25"] - retrieval["map@25"],
+                   "R@25": s["reranked"]["recall@25"], "s train": round(t_train, 1), "s score": round(t_score, 1)}
+            print(row, flush=True)
+            result = {"machine": machine, "config": cfg, "data_dir": str(data_dir), "runs": detail}
+            write_results(args.out, result, "Cross-encoder variants on real data: retriever vs reranked (validation)",
+                          [row], notes=[f"config {args.config}; model {model}; variants: {VARIANTS}"])
+
+
+if __name__ == "__main__":
+    main()
