@@ -92,11 +92,12 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "05_train_reranker": [
         ("md", "# 05 · Train the reranker\n\nBuild training groups from this round's recall on the training "
                "questions (the gold plus hard negatives from the top-K; the gold injected where recall missed it), "
-               "then fine-tune the reranker the config names: a cross-encoder (CPU default, from MiniLM), or an LLM "
+               "then fine-tune the reranker the config names: a cross-encoder (the default: initialised from this "
+               "round's fine-tuned embedder, a mean-pooled scoring head; on CPU cut to 3 layers), or an LLM "
                "(pointwise yes/no or listwise lettered options) with LoRA — QLoRA 4-bit on a GPU. Output: `reranker/`."),
         ("params", PARAMETERS),
         ("code", SETUP),
-        ("code", "rc = P.rerank_config(ctx)\nprint({k: rc[k] for k in ('family', 'model', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length')})"),
+        ("code", "rc = P.rerank_config(ctx)\nprint({k: rc[k] for k in ('family', 'model', 'head', 'num_layers', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length')})"),
         ("code", "result = P.train_reranker(ctx)\npd.Series(result['stats']).to_frame('value')"),
         ("md", "Token lengths of the training inputs (choose `max_length` from the upper percentiles):"),
         ("code", "lengths = P.reranker_lengths(ctx, result['train_df'])\ndisplay(pd.Series(lengths['stats']).to_frame('tokens').round(1))\n"

@@ -22,9 +22,8 @@ DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "show_progress": False,
     "cpu_threads": "auto",  # torch CPU threads; auto = 1 on machines with <= 2 CPUs (see pipeline.configure_threads)
-    # 05/06 (reranker) are in configs/gpu.yaml and configs/rerank_cpu.yaml: on 2 CPU cores the
-    # cross-encoder alone took > 8 minutes on the sample, past the default run's budget.
-    "notebooks": ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "08_fuse_submit"],
+    "notebooks": ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "05_train_reranker",
+                  "06_rerank", "08_fuse_submit"],
     "data": {"query_template": DEFAULT_QUERY_TEMPLATE},
     "split": {"n_folds": 5, "fold": 0, "unseen_share": 0.2, "val_share": 0.2, "group_by": "SubjectId"},
     "embedder": {"model": "default", "max_length": 256, "batch_size": 64, "query_prefix": "",
@@ -37,8 +36,11 @@ DEFAULTS: dict[str, Any] = {
     "train": {"epochs": 1.0, "lr": 1e-4, "batch_size": 16, "n_negatives": 3, "temperature": 0.05,
               "max_query_length": 128, "max_passage_length": 32},
     "recall": {"k": 100},
-    "rerank": {"epochs": 1.0, "n_negatives": 3, "top_k": 10, "max_length": 128, "lr": 1e-4, "loss": "listwise",
-               "batch_size": 16},
+    # Cross-encoder initialised from this round's fine-tuned embedder, mean-pooled head, cut to
+    # 3 layers, 120 training groups and the top 8 so 05+06 fit the default run's 10 minutes on 2 CPU cores.
+    "rerank": {"model": "embedder", "head": "mean", "num_layers": 3, "max_groups": 120, "epochs": 1.0,
+               "n_negatives": 3, "top_k": 8, "max_length": 96, "lr": 1e-4, "loss": "listwise", "batch_size": 16,
+               "score_batch_size": 32},
     "fusion": {},
     "export": {},
     "submission": {"k": 25, "dir": "submissions"},  # dir: also copy to <dir>/<run>/ (null: don't)
