@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
         "Jaccard pos>window": pj.get("positive_beyond_window_mean"),
     }
     notes.append("seconds: lower is better, so ours/ST below 1 means ours is faster; model loading excluded, "
-                 "one warm-up encode before timing, CUDA synchronised")
+                 "a warm-up run of each library's whole path on 8 queries before timing, CUDA synchronised")
     md = write_results(args.out, result, "Hard-negative mining: utils vs sentence-transformers", [row], notes)
     for k, v in row.items():
         print(f"{k:>22}: {v}")

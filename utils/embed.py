@@ -164,6 +164,8 @@ class Embedder(torch.nn.Module):
         self.query_prefix = query_prefix or stored.get("query_prefix", "")
         self.passage_prefix = passage_prefix or stored.get("passage_prefix", "")
         self.append_eos = (self.pooling == "last") if append_eos is None else append_eos
+        # SDPA encoders take a ready 4-D boolean padding mask (see ``forward``).
+        self.mask_4d = getattr(cfg, "_attn_implementation", None) == "sdpa" and not is_decoder and self.pooling != "last"
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
 
@@ -200,15 +202,6 @@ class Embedder(torch.nn.Module):
                 ids[i, : len(x)], mask[i, : len(x)] = x, 1
         return ids, mask
 
-    @property
-    def _bidirectional_sdpa(self) -> bool:
-        """An encoder on SDPA attention: it can take a ready 4-D boolean mask."""
-        if getattr(self, "_sdpa_encoder", None) is None:
-            cfg = self.model.config
-            self._sdpa_encoder = getattr(cfg, "_attn_implementation", None) == "sdpa" and self.pooling != "last" and not (
-                getattr(cfg, "is_decoder", False) or _looks_like_decoder(cfg))
-        return self._sdpa_encoder
-
     def forward(self, batch: dict[str, torch.Tensor], padded: bool = True) -> torch.Tensor:
         """Pooled (and normalised) embeddings of a tokenized batch.
 
@@ -220,7 +213,7 @@ class Embedder(torch.nn.Module):
         batch = {k: v.to(self.model.device, non_blocking=True) for k, v in batch.items()}
         mask = batch["attention_mask"]
         inputs = dict(batch)
-        if self._bidirectional_sdpa:
+        if self.mask_4d:
             inputs["attention_mask"] = mask[:, None, None, :].bool() if padded else None
         out = self.model(**inputs)
         emb = pool(out.last_hidden_state, mask, self.pooling)
@@ -241,11 +234,12 @@ class Embedder(torch.nn.Module):
         """Embed ``texts``; returns (N, H) float32 in input order.
 
         Texts are tokenized once, sorted by length and cut into batches by a token budget
-        (``max_tokens``; default ``batch_size * max_length`` on a GPU, ``CPU_BATCH_TOKENS`` on
-        CPU, where small batches that stay in cache run fastest): a batch of long texts holds
-        ``batch_size`` of them, a batch of short ones more, so memory stays bounded while short
-        texts (misconception names) need few forward passes. Token ids go to the device in a few
-        large copies, and embeddings stay there until the end: no per-batch host sync.
+        (``max_tokens``; default ``batch_tokens``: ``batch_size * max_length`` on a GPU, at
+        most ``CPU_BATCH_TOKENS`` on CPU, where small batches that stay in cache run fastest):
+        a batch of long texts holds ``batch_size`` of them, a batch of short ones more, so memory
+        stays bounded while short texts (misconception names) need few forward passes. Token ids
+        go to the device in a few large copies, and embeddings stay there until the end: no
+        per-batch host sync.
         """
         self.model.eval()
         texts = [prefix + t for t in texts]
@@ -253,8 +247,7 @@ class Embedder(torch.nn.Module):
             dim = self.model.config.hidden_size
             return torch.empty(0, dim) if as_tensor else np.empty((0, dim), np.float32)
         max_length = max_length or self.max_length
-        on_cpu = self.model.device.type == "cpu"
-        budget = int(max_tokens or (min(CPU_BATCH_TOKENS, batch_size * max_length) if on_cpu else batch_size * max_length))
+        budget = int(max_tokens or self.batch_tokens(batch_size, max_length))
         ids = self._token_ids(texts, max_length)
         lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
         order = np.argsort(-lengths, kind="stable")
@@ -283,6 +276,11 @@ class Embedder(torch.nn.Module):
         inverse[torch.as_tensor(order)] = torch.arange(len(order))
         emb = emb[inverse.to(emb.device)]
         return emb if as_tensor else emb.cpu().numpy()
+
+    def batch_tokens(self, batch_size: int, max_length: int) -> int:
+        """Default padded-token budget of an ``encode`` batch on this model's device."""
+        budget = batch_size * max_length
+        return min(CPU_BATCH_TOKENS, budget) if self.model.device.type == "cpu" else budget
 
     def encode_queries(self, texts: Sequence[str], **kw) -> np.ndarray:
         return self.encode(texts, prefix=self.query_prefix, **kw)
