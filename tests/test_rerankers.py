@@ -48,6 +48,16 @@ def test_rerank_train_groups(eedi):
         negs = set(g["MisconceptionId"].iloc[1:])
         assert gold[q] not in negs and negs <= top5[q]
     assert {"query_text", "MisconceptionName", "QuestionText"} <= set(tr.columns) and tr.notna().all().all()
+    # retrieval scores ride along; the injected gold gets its query's lowest head score (an upper bound)
+    head5 = cands[cands["rank"] <= 5]
+    score = dict(zip(zip(head5[Q], head5["MisconceptionId"]), head5["score"]))
+    injected = tr[tr["gold_injected"]]
+    missed = {q for q in tr[Q].unique() if gold[q] not in top5[q]}
+    assert q0 in missed and set(injected[Q]) == missed and (injected["label"] == 1).all()
+    lowest = head5.groupby(Q)["score"].min()
+    assert np.allclose(injected["retrieval_score"], injected[Q].map(lowest))
+    rest = tr[~tr["gold_injected"]]
+    assert np.allclose(rest["retrieval_score"], [score[k] for k in zip(rest[Q], rest["MisconceptionId"])])
 
 
 def test_rerank_keeps_tail_and_renumbers():
@@ -145,6 +155,33 @@ def test_listwise_loss_is_group_softmax_ce(eedi, ce_model):
     assert loss.item() == pytest.approx(expected.item(), abs=1e-4)
 
 
+def test_residual_loss_adds_weighted_retrieval_scores(eedi, ce_model):
+    """retrieval_weight w: CE over logit + w * retrieval score, scores aligned with the sampled negatives."""
+    from utils.cross_encoder import _group_ce_loss, _listwise_dataset
+
+    pairs, mis, cands = eedi
+    tr = build_rerank_train(cands, pairs.iloc[:3], mis, n_negatives=4, top_k=8, seed=0)
+    tr = tr[tr.groupby("group").cumcount() < 4 - tr["group"] % 2]  # uneven groups: negatives get subsampled
+    data = _listwise_dataset(tr, seed=0, with_scores=True)
+    cols = ["query", "positive", "negative_1", "negative_2"]
+    assert list(data) == cols + ["label"]
+    score_of = dict(zip(zip(tr["query_text"], tr["MisconceptionName"]), tr["retrieval_score"]))
+    for i, q in enumerate(data["query"]):
+        assert data["label"][i] == [score_of[(q, data[c][i])] for c in cols[1:]]
+    ce_model.eval()
+    labels = [torch.tensor(r) for r in data["label"]]
+    with torch.no_grad():
+        loss = _group_ce_loss(ce_model, retrieval_weight=5.0)([data[c] for c in cols], labels=labels)
+    logits = np.stack([score_cross_encoder("", data["query"], data[c], model=ce_model) for c in cols[1:]], axis=1)
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits) + 5.0 * torch.tensor(data["label"]),
+                                                 torch.zeros(3, dtype=torch.long))
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-4)
+    assert abs(expected.item() - torch.nn.functional.cross_entropy(
+        torch.tensor(logits), torch.zeros(3, dtype=torch.long)).item()) > 1e-2  # the offsets do matter here
+    with pytest.raises(ValueError, match="lacks retrieval scores"):
+        _listwise_dataset(tr.assign(retrieval_score=np.nan), seed=0, with_scores=True)
+
+
 def test_truncated_minilm_cls_is_constant(tmp_path, caplog):
     """Root cause of a listwise loss stuck at ln(4): a 2-layer MiniLM copy's [CLS] gives all pairs one logit.
 
@@ -164,7 +201,7 @@ def test_truncated_minilm_cls_is_constant(tmp_path, caplog):
 
 def test_mean_head_cut_layers_and_group_cap_round_trip(eedi, encoder, tmp_path):
     """num_layers cuts the saved model, max_groups caps the groups, and the saved folder reloads as it is."""
-    from utils.cross_encoder import is_cross_encoder, load_cross_encoder
+    from utils.cross_encoder import is_cross_encoder, load_cross_encoder, retrieval_weight
 
     pairs, mis, cands = eedi
     tr = build_rerank_train(cands, pairs, mis, n_negatives=3, top_k=8, seed=0)
@@ -175,6 +212,7 @@ def test_mean_head_cut_layers_and_group_cap_round_trip(eedi, encoder, tmp_path):
     assert log["n_rows"] == 5 * 4 and len(log["losses"]) == 1 and log["head"] == "mean"
     assert json.loads((Path(out) / "config.json").read_text())["num_hidden_layers"] == 2
     assert is_cross_encoder(out) and not is_cross_encoder(encoder)
+    assert retrieval_weight(out) == 0.0 and retrieval_weight(tmp_path) == 0.0  # plain training; no model at all
     head = build_rerank_candidates(cands, pairs, mis, top_k=4)
     a = score_cross_encoder(out, head["query_text"], head["MisconceptionName"], max_length=CE_MAX_LENGTH)
     # a trained folder keeps its own head and depth whatever head/num_layers are asked for

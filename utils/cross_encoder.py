@@ -166,13 +166,17 @@ def _check_logits_vary(model, query_texts: Sequence[str], doc_texts: Sequence[st
     return spread
 
 
-def _group_ce_loss(model):
+def _group_ce_loss(model, retrieval_weight: float = 0.0):
     """Softmax CE over each row's [positive, negative_1..n] logits (hard negatives only).
 
     Subclasses ``MultipleNegativesRankingLoss`` (no activation, scale 1, its ``calculate_loss``)
     with in-batch negatives off and one forward pass over all of a batch's pairs instead of
-    one per column.
+    one per column. With ``retrieval_weight`` w > 0 the dataset's ``label`` column holds each
+    row's retrieval scores [s_pos, s_neg_1..n] and the softmax runs over
+    ``logit + w * s``: the cross-encoder learns a correction to the retriever (residual
+    training) rather than a ranking of its own.
     """
+    import torch
     from sentence_transformers.cross_encoder.losses import MultipleNegativesRankingLoss
 
     class GroupSoftmaxLoss(MultipleNegativesRankingLoss):
@@ -181,37 +185,62 @@ def _group_ce_loss(model):
             # column-major: [q_i, positive_i] for all i, then [q_i, negative_1_i], ... as calculate_loss expects
             pairs = [(a, col[i]) for col in columns for i, a in enumerate(anchors)]
             logits = self.call_model_with_pairs(pairs, prompt=prompt, task=task)
-            return self.calculate_loss([logits], len(anchors))
+            if not retrieval_weight:
+                return self.calculate_loss([logits], len(anchors))
+            scores = logits.view(len(columns), len(anchors)).T  # (rows, 1 + n)
+            offsets = torch.stack([torch.as_tensor(r) for r in labels]).to(scores)
+            target = torch.zeros(len(anchors), dtype=torch.long, device=scores.device)
+            return torch.nn.functional.cross_entropy(scores + retrieval_weight * offsets, target)
 
     return GroupSoftmaxLoss(model, num_negatives=None, scale=1.0, activation_fn=None)
 
 
-def _listwise_dataset(train_df: pd.DataFrame, seed: int) -> dict[str, list[str]]:
+SCORING_FILE = "scoring.json"  # how to turn the saved model's logits into ranking scores
+
+
+def retrieval_weight(model_dir: str | os.PathLike) -> float:
+    """Weight w of the retrieval score in the final score ``logit + w * retrieval``; 0 unless trained residually."""
+    path = Path(model_dir) / SCORING_FILE
+    return float(json.loads(path.read_text()).get("retrieval_weight", 0.0)) if path.exists() else 0.0
+
+
+def _listwise_dataset(train_df: pd.DataFrame, seed: int, with_scores: bool = False) -> dict[str, list]:
     """One row per group: query, positive, negative_1..negative_n (n = the group size minimum).
 
     Groups are cut to the smallest group's negatives so every row has the same columns
     (``build_rerank_train`` gives equal sizes unless recall returned too few candidates).
+    ``with_scores`` adds a ``label`` column: the row's retrieval scores, positive first.
     """
     rng = np.random.default_rng(seed)
     groups = []
     for _, g in train_df.groupby("group", sort=True):
         pos = g[g["label"] == 1]
-        neg = g[g["label"] == 0][NAME].tolist()
+        negs = g[g["label"] == 0]
         if len(pos) != 1:
             raise ValueError(f"listwise groups need exactly one gold row, got {len(pos)}")
-        groups.append((pos["query_text"].iloc[0], pos[NAME].iloc[0], neg))
-    n = min(len(neg) for *_, neg in groups)
+        scores = g["retrieval_score"].to_numpy(float) if with_scores else None
+        if scores is not None and np.isnan(scores).any():
+            raise ValueError(f"group {g['group'].iloc[0]} ({g[QUERY].iloc[0]}) lacks retrieval scores "
+                             "(retrieval_weight needs candidates with a score column)")
+        groups.append((pos["query_text"].iloc[0], pos[NAME].iloc[0], negs[NAME].tolist(),
+                       None if scores is None else (float(pos["retrieval_score"].iloc[0]),
+                                                    negs["retrieval_score"].astype(float).tolist())))
+    n = min(len(neg) for _, _, neg, _ in groups)
     if n == 0:
         raise ValueError("listwise loss needs at least one negative per group")
-    data: dict[str, list[str]] = {"query": [], "positive": []}
+    data: dict[str, list] = {"query": [], "positive": []}
     for i in range(1, n + 1):
         data[f"negative_{i}"] = []
-    for q, p, neg in groups:
+    if with_scores:
+        data["label"] = []
+    for q, p, neg, sc in groups:
         keep = sorted(rng.choice(len(neg), size=n, replace=False))
         data["query"].append(q)
         data["positive"].append(p)
         for i, j in enumerate(keep, 1):
             data[f"negative_{i}"].append(neg[j])
+        if with_scores:
+            data["label"].append([sc[0]] + [sc[1][j] for j in keep])
     return data
 
 
@@ -232,13 +261,16 @@ def train_cross_encoder(
     head: str = "mean",
     num_layers: int | None = None,
     max_groups: int | None = None,
+    retrieval_weight: float = 0.0,
 ) -> str:
     """Fine-tune a cross-encoder on ``build_rerank_train`` output and save it atomically to ``out_dir``.
 
     ``loss``: ``"pointwise"`` (BCE per row) or ``"listwise"`` (softmax CE per group; batch_size
     then counts groups). ``head`` / ``num_layers``: see ``load_cross_encoder``. ``max_groups``
-    trains on a seeded sample of that many query groups (a CPU time budget). Returns ``out_dir``;
-    ``out_dir/train_log.json`` holds the per-step losses.
+    trains on a seeded sample of that many query groups (a CPU time budget).
+    ``retrieval_weight`` w > 0 (listwise only): residual training against ``logit + w * retrieval_score``
+    (see ``_group_ce_loss``); w is saved with the model and ``retrieval_weight(out_dir)`` returns it, so
+    scorers add ``w * retrieval`` back. Returns ``out_dir``; ``out_dir/train_log.json`` holds the per-step losses.
     """
     import torch
     from datasets import Dataset
@@ -246,6 +278,8 @@ def train_cross_encoder(
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import set_seed
 
+    if retrieval_weight and loss != "listwise":
+        raise ValueError("retrieval_weight needs the listwise loss")
     set_seed(seed)
     if max_groups is not None and train_df["group"].nunique() > max_groups:
         keep = np.random.default_rng(seed).choice(train_df["group"].unique(), size=max_groups, replace=False)
@@ -258,8 +292,8 @@ def train_cross_encoder(
                 "label": train_df["label"].astype(float).tolist()}
         loss_fn = BinaryCrossEntropyLoss(model)
     elif loss == "listwise":
-        data = _listwise_dataset(train_df, seed)
-        loss_fn = _group_ce_loss(model)
+        data = _listwise_dataset(train_df, seed, with_scores=bool(retrieval_weight))
+        loss_fn = _group_ce_loss(model, retrieval_weight)
     else:
         raise ValueError(f"unknown loss {loss!r}")
 
@@ -287,9 +321,10 @@ def train_cross_encoder(
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(data), loss=loss_fn)
         trainer.train()
         model.save(str(tmp))
+        (tmp / SCORING_FILE).write_text(json.dumps({"retrieval_weight": float(retrieval_weight)}))
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         log = {"loss": loss, "losses": losses, "n_rows": len(train_df), "head": head, "num_layers": num_layers,
-               "initial_logit_std": initial_spread}
+               "initial_logit_std": initial_spread, "retrieval_weight": float(retrieval_weight)}
         (tmp / "train_log.json").write_text(json.dumps(log))
         import shutil
 

@@ -197,13 +197,7 @@ def mine(ctx: RunContext) -> tuple[list[dict], dict]:
     train = ctx.train_pairs
     if train.empty:
         raise ValueError("no labelled training pairs in this split")
-    q = encode_queries(ctx, emb, train)
-    c = encode_corpus(ctx, emb)
-    id_to_row = {int(v): i for i, v in enumerate(corpus_ids(ctx))}
-    positives = [id_to_row[int(v)] for v in train["MisconceptionId"]]
-    negs, neg_scores, pos_scores = mine_hard_negatives(
-        q, c, positives, m["range_min"], m["range_max"], m["n"], m["max_score_ratio"], ctx.config["seed"])
-    records = to_flag_records(icl_pairs(ctx, train), ctx.misconceptions, negs, neg_scores, pos_scores, m["prompt"])
+    records, q, c, pos_scores, neg_scores = mine_records(ctx, emb, train)
     io.write_jsonl(ctx.run_dir / "hard_negatives.jsonl", records)
     ranking = retrieve(train["QuestionId_Answer"].tolist(), q, corpus_ids(ctx), c, 100)
     stats = {"mining_model": emb.name_or_path, "n_queries": len(records), "n_negatives": m["n"],
@@ -214,12 +208,38 @@ def mine(ctx: RunContext) -> tuple[list[dict], dict]:
     return records, stats
 
 
+def mine_records(ctx: RunContext, emb: Embedder, pairs: pd.DataFrame):
+    """The config's mining recipe on labelled ``pairs`` with ``emb``.
+
+    Returns ``(records, query_emb, corpus_emb, pos_scores, neg_scores)``; records are FlagEmbedding's.
+    """
+    m = ctx.config["mining"]
+    q = encode_queries(ctx, emb, pairs)
+    c = encode_corpus(ctx, emb)
+    id_to_row = {int(v): i for i, v in enumerate(corpus_ids(ctx))}
+    positives = [id_to_row[int(v)] for v in pairs["MisconceptionId"]]
+    negs, neg_scores, pos_scores = mine_hard_negatives(
+        q, c, positives, m["range_min"], m["range_max"], m["n"], m["max_score_ratio"], ctx.config["seed"])
+    records = to_flag_records(icl_pairs(ctx, pairs), ctx.misconceptions, negs, neg_scores, pos_scores, m["prompt"])
+    return records, q, c, pos_scores, neg_scores
+
+
 # -- 02: training --------------------------------------------------------------------------
 def train(ctx: RunContext) -> list[dict]:
     """Fine-tune the base model (or the previous round's, see ``train.init``) on this round's negatives."""
+    log, start = fit_embedder(ctx, ctx.run_dir / "hard_negatives.jsonl", ctx.embedder_dir)
+    ctx.metrics("02_train_embedder", {"start_model": start, "steps": log[-1]["step"] + 1,
+                                      "final_loss": log[-1]["loss"], "texts_per_s": log[-1]["texts_per_s"]})
+    return log
+
+
+def fit_embedder(ctx: RunContext, records_path: Path, out_dir: Path) -> tuple[list[dict], str]:
+    """The config's training recipe on the records in ``records_path``, saved to ``out_dir``.
+
+    Returns the loss log and the model training started from.
+    """
     from .train_embedder import TrainConfig, train_embedder
 
-    records = io.read_jsonl(ctx.run_dir / "hard_negatives.jsonl")
     tcfg = dict(ctx.config["train"])
     tcfg.setdefault("seed", ctx.config["seed"])
     init = tcfg.pop("init", "base")  # "base": each round starts from the base model; "previous": continues
@@ -229,12 +249,10 @@ def train(ctx: RunContext) -> list[dict]:
     if gpus > 1:
         from .train_embedder import train_distributed
 
-        log = train_distributed(ctx.run_dir / "hard_negatives.jsonl", start, ctx.embedder_dir, cfg, nproc=gpus)
+        log = train_distributed(records_path, start, out_dir, cfg, nproc=gpus)
     else:
-        log = train_embedder(records, start, ctx.embedder_dir, cfg, show_progress=ctx.config["show_progress"])
-    ctx.metrics("02_train_embedder", {"start_model": start, "steps": log[-1]["step"] + 1,
-                                      "final_loss": log[-1]["loss"], "texts_per_s": log[-1]["texts_per_s"]})
-    return log
+        log = train_embedder(io.read_jsonl(records_path), start, out_dir, cfg, show_progress=ctx.config["show_progress"])
+    return log, start
 
 
 # -- 03/04: evaluation and recall ------------------------------------------------------------
@@ -299,6 +317,10 @@ RERANK_DEFAULTS = {
     "num_layers": None,  # cross-encoder: keep only the first N layers (speed on CPU); None = all
     "max_groups": None,  # cross-encoder: train on a seeded sample of N query groups (CPU time budget)
     "top_k": 25,  # candidates per query shown to the reranker (training and scoring)
+    "candidates": "current",  # training candidates from: current | mining | crossfit (see reranker_train_candidates)
+    "crossfit_folds": 3,
+    # cross-encoder, listwise: > 0 trains against logit + w * retrieval score (a correction to the retriever)
+    "retrieval_weight": 0.0,
     "n_negatives": 7,
     "epochs": 1.0,
     "lr": 2e-5,
@@ -337,13 +359,13 @@ def train_reranker(ctx: RunContext) -> dict:
 
     rc = rerank_config(ctx)
     train = ctx.train_pairs
-    cands = rank(ctx, ctx.embedder("current"), train, k=max(rc["top_k"], rc["n_negatives"] + 1))
+    cands = reranker_train_candidates(ctx, rc)
     n_neg = rc["window"] - 1 if rc["family"] == "llm_listwise" else rc["n_negatives"]
     df = build_rerank_train(cands, train, ctx.misconceptions, n_neg, rc["top_k"], ctx.config["seed"])
     gold_in_head = recall_at_k(ranking_lists(cands, train["QuestionId_Answer"].tolist()),
                                train["MisconceptionId"].astype(int).tolist(), rc["top_k"])
-    stats = {"family": rc["family"], "groups": int(df["group"].nunique()), "rows": len(df),
-             "gold_in_top_k_of_train_queries": gold_in_head}
+    stats = {"family": rc["family"], "candidates": rc["candidates"], "groups": int(df["group"].nunique()),
+             "rows": len(df), "gold_in_top_k_of_train_queries": gold_in_head}
     if rc["family"] == "cross_encoder":
         from .cross_encoder import train_cross_encoder
 
@@ -351,7 +373,7 @@ def train_reranker(ctx: RunContext) -> dict:
         train_cross_encoder(df, model, ctx.reranker_dir, epochs=rc["epochs"], lr=rc["lr"], batch_size=rc["batch_size"],
                             max_length=rc["max_length"], loss=rc["loss"], seed=ctx.config["seed"],
                             logging_steps=50, head=rc["head"], num_layers=rc["num_layers"],
-                            max_groups=rc["max_groups"])
+                            max_groups=rc["max_groups"], retrieval_weight=rc["retrieval_weight"])
     else:
         from .llm_reranker import train_llm_reranker
 
@@ -366,6 +388,25 @@ def train_reranker(ctx: RunContext) -> dict:
     return {"stats": stats, "log": log, "train_df": df}
 
 
+def reranker_train_candidates(ctx: RunContext, rc: dict) -> pd.DataFrame:
+    """Candidates of the training pairs the reranker learns from, by ``rerank.candidates``.
+
+    ``current``: this round's fine-tuned embedder (it was trained on these questions, so the
+    gold is nearly always first); ``mining``: the model this round mined with (base model in
+    round 1); ``crossfit``: out-of-fold embedders (``utils.crossfit``), candidates like those
+    of unseen questions at the price of ``crossfit_folds`` extra fine-tunes.
+    """
+    k = max(rc["top_k"], rc["n_negatives"] + 1)
+    source = rc["candidates"]
+    if source == "crossfit":
+        from .crossfit import crossfit_candidates
+
+        return crossfit_candidates(ctx, int(rc["crossfit_folds"]), k)
+    if source not in ("current", "mining"):
+        raise ValueError(f"rerank.candidates {source!r}: choose current, mining or crossfit")
+    return rank(ctx, ctx.embedder(source), ctx.train_pairs, k=k)
+
+
 def score_reranker(ctx: RunContext, candidates: pd.DataFrame, pairs: pd.DataFrame) -> np.ndarray:
     """Reranker scores for the top-``top_k`` rows of ``candidates`` (in their row order)."""
     from .rerank_data import build_rerank_candidates
@@ -373,10 +414,12 @@ def score_reranker(ctx: RunContext, candidates: pd.DataFrame, pairs: pd.DataFram
     rc = rerank_config(ctx)
     rows = build_rerank_candidates(candidates, pairs, ctx.misconceptions, rc["top_k"])
     if rc["family"] == "cross_encoder":
-        from .cross_encoder import score_cross_encoder
+        from .cross_encoder import retrieval_weight, score_cross_encoder
 
-        return score_cross_encoder(str(ctx.reranker_dir), rows["query_text"].tolist(), rows["MisconceptionName"].tolist(),
-                                   batch_size=rc["score_batch_size"], max_length=rc["max_length"])
+        logits = score_cross_encoder(str(ctx.reranker_dir), rows["query_text"].tolist(), rows["MisconceptionName"].tolist(),
+                                     batch_size=rc["score_batch_size"], max_length=rc["max_length"])
+        w = retrieval_weight(ctx.reranker_dir)  # a residually trained model scores logit + w * retrieval
+        return logits + w * rows["score"].to_numpy(np.float32) if w else logits
     from .llm_reranker import score_llm_reranker
 
     return score_llm_reranker(rows, str(ctx.reranker_dir), batch_size=rc["score_batch_size"], max_length=rc["max_length"],

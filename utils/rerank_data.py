@@ -37,23 +37,31 @@ def build_rerank_train(
     Queries with fewer than ``n_negatives`` non-gold candidates keep what they have. Sampling
     is seeded per call, so the same inputs give the same table. Output columns:
     ``group`` (int, one per query), ``QuestionId_Answer``, ``query_text``, ``MisconceptionId``,
-    ``MisconceptionName``, ``label`` (1 gold / 0 negative), plus the context columns of
-    ``pairs``; within a group the gold row comes first.
+    ``MisconceptionName``, ``label`` (1 gold / 0 negative), ``retrieval_score`` (the candidate's
+    score; for an injected gold the lowest head score, an upper bound; NaN when ``candidates``
+    has no ``score``), ``gold_injected``, plus the context columns of ``pairs``; within a group
+    the gold row comes first.
     """
     labelled = pairs[pairs[ITEM].notna()]
     gold = dict(zip(labelled[QUERY], labelled[ITEM].astype(int)))
     head = candidates[candidates["rank"] <= top_k].sort_values([QUERY, "rank"])
-    cands = head.groupby(QUERY, sort=False)[ITEM].apply(lambda s: s.astype(int).tolist()).to_dict()
+    has_score = "score" in head.columns
+    cands = {q: (g[ITEM].astype(int).tolist(), g["score"].astype(float).tolist() if has_score else None)
+             for q, g in head.groupby(QUERY, sort=False)}
     rng = np.random.default_rng(seed)
     rows = []
     for group, qid in enumerate(labelled[QUERY].drop_duplicates()):
         g = gold[qid]
-        pool = [c for c in cands.get(qid, []) if c != g]
+        ids, scores = cands.get(qid, ([], None))
+        score_of = dict(zip(ids, scores)) if scores else {}
+        pool = [c for c in ids if c != g]
         take = min(n_negatives, len(pool))
         negs = [pool[i] for i in sorted(rng.choice(len(pool), size=take, replace=False))] if take else []
-        rows.append((group, qid, g, 1))
-        rows.extend((group, qid, n, 0) for n in negs)
-    out = pd.DataFrame(rows, columns=["group", QUERY, ITEM, "label"])
+        # an injected gold ranked below the head: its score is at most the head's lowest
+        gold_score = score_of.get(g, min(scores) if scores else np.nan)
+        rows.append((group, qid, g, 1, gold_score, g not in score_of))
+        rows.extend((group, qid, n, 0, score_of.get(n, np.nan), False) for n in negs)
+    out = pd.DataFrame(rows, columns=["group", QUERY, ITEM, "label", "retrieval_score", "gold_injected"])
     return _attach_texts(out, pairs, misconceptions)
 
 

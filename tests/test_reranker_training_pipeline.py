@@ -1,0 +1,82 @@
+"""Where the reranker learns from: cross-fitted / mining-model candidates; residual (retrieval-weighted) scoring."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from utils import io
+from utils import pipeline as P
+from utils.crossfit import crossfit_candidates, crossfit_folds
+
+
+@pytest.fixture
+def ctx(tmp_path, tiny_data, tiny_config):
+    c = P.load_context(tmp_path / "v1" / "round_1", tiny_data, "v1", 1, tiny_config)
+    c.config["train"]["epochs"] = 0.5  # the fold models only need to exist; the test checks what they saw
+    return c
+
+
+def test_folds_partition_the_questions_deterministically(ctx):
+    questions = ctx.comp.train
+    folds = crossfit_folds(questions, 3, seed=0)
+    assert len(folds) == 3
+    assert set().union(*folds) == set(questions["QuestionId"].astype(int))
+    assert sum(len(f) for f in folds) == questions["QuestionId"].nunique()  # disjoint
+    assert crossfit_folds(questions, 3, seed=0) == folds
+    assert crossfit_folds(questions, 3, seed=1) != folds
+    with pytest.raises(ValueError, match="crossfit_folds must be >= 2"):
+        crossfit_folds(questions, 1, seed=0)
+
+
+def test_candidates_come_from_embedders_that_never_saw_the_question(ctx, monkeypatch):
+    train = ctx.train_pairs
+    cands = crossfit_candidates(ctx, folds=2, k=10)
+    # every training pair is ranked exactly once, with its top 10
+    assert sorted(cands["QuestionId_Answer"].unique()) == sorted(train["QuestionId_Answer"])
+    assert (cands.groupby("QuestionId_Answer").size() == 10).all()
+    q_of = dict(zip(train["QuestionId_Answer"], train["QuestionId"].astype(int)))
+    for i in range(2):
+        fold_dir = ctx.run_dir / "crossfit" / f"fold_{i}"
+        fitted_on = {q_of[r["query_id"]] for r in io.read_jsonl(fold_dir / "hard_negatives.jsonl")}
+        ranked = {q_of[q] for q in pd.read_parquet(fold_dir / "candidates.parquet")["QuestionId_Answer"]}
+        assert fitted_on and ranked and not fitted_on & ranked
+        assert fitted_on | ranked == set(train["QuestionId"].astype(int))
+        assert not (fold_dir / "embedder").exists()  # fold models are dropped once their fold is ranked
+
+    # a second call reads the saved folds instead of training again
+    def no_training(*a, **k):
+        raise AssertionError("retrained a finished fold")
+
+    monkeypatch.setattr(P, "fit_embedder", no_training)
+    again = crossfit_candidates(ctx, folds=2, k=10)
+    pd.testing.assert_frame_equal(again, cands)
+    with pytest.raises(ValueError, match="smaller top-k"):
+        crossfit_candidates(ctx, folds=2, k=20)
+
+
+def test_unknown_candidate_source_is_an_error(ctx):
+    ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "oracle"}
+    with pytest.raises(ValueError, match="rerank.candidates 'oracle'"):
+        P.reranker_train_candidates(ctx, P.rerank_config(ctx))
+
+
+def test_residual_reranker_scores_add_the_weighted_retrieval_score(ctx):
+    """retrieval_weight: the saved model remembers w, and 06/inference score logit + w * retrieval."""
+    from utils.cross_encoder import retrieval_weight, score_cross_encoder
+    from utils.rerank_data import build_rerank_candidates
+
+    ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "mining", "model": "default", "num_layers": 1,
+                            "max_groups": 6, "loss": "listwise", "retrieval_weight": 20.0, "top_k": 5}
+    result = P.train_reranker(ctx)
+    assert result["stats"]["candidates"] == "mining" and result["log"]["retrieval_weight"] == 20.0
+    assert retrieval_weight(ctx.reranker_dir) == 20.0
+    val = ctx.val_pairs
+    cands = P.rank(ctx, ctx.embedder("base"), val, k=8)
+    scores = P.score_reranker(ctx, cands, val)
+    rows = build_rerank_candidates(cands, val, ctx.misconceptions, 5)
+    logits = score_cross_encoder(str(ctx.reranker_dir), rows["query_text"], rows["MisconceptionName"], max_length=96)
+    assert len(scores) == len(rows) == 5 * len(val)
+    np.testing.assert_allclose(scores, logits + 20.0 * rows["score"].to_numpy(np.float32), rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="retrieval_weight needs the listwise loss"):
+        ctx.config["rerank"]["loss"] = "pointwise"
+        P.train_reranker(ctx)
