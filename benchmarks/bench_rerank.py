@@ -14,6 +14,7 @@ Results are written after every variant, so a run cut short keeps what it measur
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import tempfile
 import time
@@ -29,7 +30,8 @@ from utils.config import load_config  # noqa: E402
 
 # name -> rerank-config overrides on top of the config file's rerank section and SHORT (so a
 # variant means the same whatever the config's own epochs / negatives are); "default" = MiniLM.
-SHORT = {"model": "default", "head": "mean", "num_layers": None, "max_groups": None, "epochs": 1, "n_negatives": 7}
+SHORT = {"model": "default", "head": "mean", "num_layers": None, "max_groups": None, "epochs": 1, "n_negatives": 7,
+         "candidates": "current", "retrieval_weight": 0.0}
 VARIANTS = {
     "cls_minilm": {**SHORT, "head": "cls"},  # the earlier default: [CLS] sequence-classification head
     "mean_minilm": SHORT,
@@ -39,7 +41,31 @@ VARIANTS = {
     "mean_embedder_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4},  # configs/gpu.yaml
     "mean_minilm_15neg_4ep": {**SHORT, "n_negatives": 15, "epochs": 4},
     "mean_embedder_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8},
+    # training candidates from the mining model / from out-of-fold embedders instead of this round's
+    "mining_cands_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "candidates": "mining"},
+    "crossfit3_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "candidates": "crossfit",
+                            "crossfit_folds": 3},
+    # residual: the cross-encoder learns a correction to the retriever (final score logit + w * cosine)
+    "crossfit3_resid20_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "candidates": "crossfit",
+                              "crossfit_folds": 3, "retrieval_weight": 20.0},
+    "crossfit3_resid10_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "candidates": "crossfit",
+                              "crossfit_folds": 3, "retrieval_weight": 10.0},
+    "crossfit3_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "candidates": "crossfit",
+                            "crossfit_folds": 3},
 }
+FIXED_ALPHA = 0.5  # a blend weight chosen before looking at validation, next to the tuned one
+
+
+def _map_at(table, alpha: float) -> float | None:
+    """MAP@25 of the blend at ``alpha`` from ``tune_blend``'s table (None without one)."""
+    if table is None:
+        return None
+    row = table[(table["alpha"] - alpha).abs() < 1e-9]
+    return float(row["map@25"].iloc[0]) if len(row) else None
+
+
+def _records(table) -> list | None:
+    return None if table is None else table.to_dict("records")
 
 
 def main(argv=None) -> None:
@@ -88,16 +114,19 @@ def main(argv=None) -> None:
             t0 = time.perf_counter()
             P.train_reranker(ctx)
             t_train = time.perf_counter() - t0
+            log = (ctx.reranker_dir / "train_log.json").read_text()
             t0 = time.perf_counter()
             rr = P.rerank_all(ctx)
             t_score = time.perf_counter() - t0
             s = rr["summary"]
             detail[f"{split}/{name}"] = {"rerank_config": rc, "summary": s, "seconds_train": t_train,
-                                         "seconds_score": t_score, "round_seconds": round_s}
+                                         "seconds_score": t_score, "round_seconds": round_s,
+                                         "train_log": json.loads(log), "blend_table": _records(rr.get("blend_table"))}
             row = {"split": split, "variant": name, "val_pairs": len(ctx.val_pairs),
                    "retrieval MAP@25": retrieval["map@25"],
                    "reranker-only MAP@25": s["reranker_only"]["map@25"],
                    "blend MAP@25": s["reranked"]["map@25"], "alpha": s["blend_alpha"],
+                   f"blend@{FIXED_ALPHA} MAP@25": _map_at(rr.get("blend_table"), FIXED_ALPHA),
                    "gain (reranker-only)": s["reranker_only"]["map@25"] - retrieval["map@25"],
                    "gain (blend)": s["reranked"]["map@25"] - retrieval["map@25"],
                    "R@25": s["reranked"]["recall@25"], "s train": round(t_train, 1), "s score": round(t_score, 1)}
