@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.metrics import apk, evaluate, map_at_k, recall_at_k, recall_curve
+from utils.metrics import apk, evaluate, map_at_k, paired_bootstrap, per_query_ap, recall_at_k, recall_curve
 
 
 def test_apk_hand_computed():
@@ -56,3 +56,28 @@ def test_map_matches_ranx():
     qrels = ranx.Qrels({q: {str(g): 1} for q, g in gold.items()})
     run = ranx.Run({q: {str(m): float(100 - r) for r, m in enumerate(ms)} for q, ms in lists.items()})
     assert ours == pytest.approx(ranx.evaluate(qrels, run, "map@25"), abs=1e-9)
+
+
+def test_per_query_ap_averages_to_map():
+    ranking = _ranking({"1_A": [3, 4, 5], "1_B": [9, 8], "2_C": [1, 2]})
+    pairs = pd.DataFrame({"QuestionId_Answer": ["1_A", "1_B", "2_C", "3_D"],
+                          "MisconceptionId": pd.array([4, 8, pd.NA, 7], dtype="Int64")})
+    ap = per_query_ap(ranking, pairs)
+    assert ap.tolist() == [0.5, 0.5, 0.0]  # unlabelled row skipped; 3_D has no ranking at all
+    assert ap.mean() == pytest.approx(evaluate(ranking, pairs)["map@25"])
+
+
+def test_paired_bootstrap_gain_and_interval():
+    a = np.array([0.0, 0.5, 1.0, 0.2, 0.0, 0.25])
+    b = a + np.array([0.5, 0.5, 0.0, 0.3, 0.5, 0.25])  # b never worse: the interval stays above 0
+    out = paired_bootstrap(a, b, n_boot=500)
+    assert out["gain"] == pytest.approx(np.mean(b - a)) and 0 < out["lo"] <= out["gain"] <= out["hi"] <= 0.5
+    assert out["p_worse"] == 0.0
+    same = paired_bootstrap(a, a, n_boot=200)
+    assert same["gain"] == same["lo"] == same["hi"] == 0.0 and same["p_worse"] == 1.0
+    # whole groups are resampled: one group holding all the gain gives resamples with no gain
+    c = a + np.array([0.9, 0.9, 0, 0, 0, 0])
+    grouped = paired_bootstrap(a, c, groups=[1, 1, 2, 3, 4, 5], n_boot=2000, seed=1)
+    assert grouped["lo"] == 0.0 and 0.2 < grouped["p_worse"] < 0.5  # P(group 1 never drawn in 5) = 0.8^5 = 0.33
+    with pytest.raises(ValueError):
+        paired_bootstrap(a, b[:3])

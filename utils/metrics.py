@@ -87,3 +87,33 @@ def recall_curve(ranking: pd.DataFrame, pairs: pd.DataFrame, max_k: int = 100) -
         return pd.Series(np.nan, index=ks, name="recall")
     found = ranks[ranks > 0]
     return pd.Series([(found <= k).sum() / len(ranks) for k in ks], index=ks, name="recall")
+
+
+def per_query_ap(ranking: pd.DataFrame, pairs: pd.DataFrame, k: int = 25) -> np.ndarray:
+    """AP@k of each labelled row of ``pairs`` (in its order); their mean is ``evaluate``'s MAP@k."""
+    labelled = pairs[pairs[ITEM].notna()]
+    preds = ranking_lists(ranking, labelled[QUERY].tolist())
+    return np.array([apk(p, g, k) for p, g in zip(preds, labelled[ITEM].astype(int).tolist())], dtype=np.float64)
+
+
+def paired_bootstrap(
+    a: np.ndarray, b: np.ndarray, groups: Sequence | None = None, n_boot: int = 2000, seed: int = 0, level: float = 0.95
+) -> dict:
+    """Mean of ``b - a`` (per-query scores of two systems on the same queries) with a bootstrap interval.
+
+    ``groups`` (e.g. QuestionId) resamples whole groups, since the wrong answers of one question
+    are not independent. Returns ``gain``, ``lo``, ``hi`` (the ``level`` percentile interval) and
+    ``p_worse`` (share of resamples where b does not beat a).
+    """
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
+        raise ValueError(f"need two equal-length, non-empty score vectors, got {a.shape} and {b.shape}")
+    diff = b - a
+    keys = np.arange(len(diff)) if groups is None else pd.factorize(np.asarray(groups))[0]
+    sums, counts = np.bincount(keys, diff), np.bincount(keys)
+    rng = np.random.default_rng(seed)
+    pick = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+    boot = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    tail = (1.0 - level) / 2 * 100
+    return {"gain": float(diff.mean()), "lo": float(np.percentile(boot, tail)), "hi": float(np.percentile(boot, 100 - tail)),
+            "p_worse": float((boot <= 0).mean())}

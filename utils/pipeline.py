@@ -17,7 +17,7 @@ from . import io
 from .config import REPO_ROOT, SAMPLE_DATA_DIR, load_config
 from .data import Competition, load_competition, to_pairs
 from .embed import Embedder, cached_encode
-from .metrics import evaluate, ranking_lists, recall_at_k
+from .metrics import evaluate, paired_bootstrap, per_query_ap, ranking_lists, recall_at_k
 from .mining import mine_hard_negatives, to_flag_records
 from .recall import retrieve
 from .splits import make_split
@@ -452,10 +452,15 @@ def rerank_all(ctx: RunContext) -> dict:
         out[part] = ranking
         out[f"candidates_{part}"] = cands
     if len(ctx.val_pairs):
+        val = ctx.val_pairs
         reranked_only = rerank(scores["val"][0], scores["val"][1], rc["top_k"])
-        summary = {"retrieval": evaluate(scores["val"][0], ctx.val_pairs),
-                   "reranker_only": evaluate(reranked_only, ctx.val_pairs),
-                   "reranked": evaluate(out["val"], ctx.val_pairs), "blend_alpha": alpha}
+        out["val_scores"] = scores["val"][1]
+        summary = {"retrieval": evaluate(scores["val"][0], val),
+                   "reranker_only": evaluate(reranked_only, val),
+                   "reranked": evaluate(out["val"], val), "blend_alpha": alpha,
+                   # per-question bootstrap of the MAP@25 gain (optimistic when alpha was tuned on these pairs)
+                   "gain_ci": paired_bootstrap(per_query_ap(scores["val"][0], val), per_query_ap(out["val"], val),
+                                               groups=val["QuestionId"].to_numpy(), seed=ctx.config["seed"])}
         ctx.metrics("06_rerank", summary)
         out["summary"] = summary
     return out
