@@ -90,14 +90,16 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", "candidates['test'].head(10)"),
     ],
     "05_train_reranker": [
-        ("md", "# 05 · Train the reranker\n\nBuild training groups from this round's recall on the training "
-               "questions (the gold plus hard negatives from the top-K; the gold injected where recall missed it), "
+        ("md", "# 05 · Train the reranker\n\nBuild training groups from recall on the training questions (the gold plus "
+               "hard negatives from the top-K; the gold injected where recall missed it). `rerank.candidates` picks the "
+               "recall: `current` (this round's embedder, which was trained on these questions), `mining` or `crossfit` "
+               "(out-of-fold embedders, so the candidates look like those of unseen questions). "
                "then fine-tune the reranker the config names: a cross-encoder (the default: initialised from this "
                "round's fine-tuned embedder, a mean-pooled scoring head; on CPU cut to 3 layers), or an LLM "
                "(pointwise yes/no or listwise lettered options) with LoRA — QLoRA 4-bit on a GPU. Output: `reranker/`."),
         ("params", PARAMETERS),
         ("code", SETUP),
-        ("code", "rc = P.rerank_config(ctx)\nprint({k: rc[k] for k in ('family', 'model', 'head', 'num_layers', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length')})"),
+        ("code", "rc = P.rerank_config(ctx)\nprint({k: rc[k] for k in ('family', 'model', 'candidates', 'head', 'num_layers', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length', 'retrieval_weight')})"),
         ("code", "result = P.train_reranker(ctx)\npd.Series(result['stats']).to_frame('value')"),
         ("md", "Token lengths of the training inputs (choose `max_length` from the upper percentiles):"),
         ("code", "lengths = P.reranker_lengths(ctx, result['train_df'])\ndisplay(pd.Series(lengths['stats']).to_frame('tokens').round(1))\n"
@@ -112,7 +114,11 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", SETUP),
         ("code", "res = P.rerank_all(ctx)\nif 'summary' in res:\n    s = res['summary']\n"
                  "    table = pd.DataFrame({k: s[k] for k in ('retrieval', 'reranker_only', 'reranked')}).T\n"
-                 "    print('blend alpha (reranker weight):', s['blend_alpha'])\n    display(table.round(4))"),
+                 "    print('blend alpha (reranker weight):', s['blend_alpha'])\n"
+                 "    g = s['gain_ci']\n"
+                 "    print(f\"MAP@25 gain over retrieval: {g['gain']:+.4f} (95% bootstrap interval over questions \"\n"
+                 "          f\"{g['lo']:+.4f} .. {g['hi']:+.4f}; optimistic when alpha was tuned on these pairs)\")\n"
+                 "    display(table.round(4))"),
         ("code", "if 'summary' in res:\n    plots.metric_bars(table, title='validation: retrieval vs reranked')\n"
                  "    plots.recall_curves({'retrieval': res['candidates_val'], 'reranked': res['val']}, ctx.val_pairs, max_k=50);"),
         ("code", "if 'blend_table' in res:\n    display(res['blend_table'].round(4))"),

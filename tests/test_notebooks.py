@@ -63,6 +63,12 @@ def test_metrics_are_real_numbers(finished_run):
     rr = m["06_rerank"]
     assert rr["retrieval"] == tuned and 0.0 <= rr["blend_alpha"] <= 1.0
     assert rr["reranked"]["map@25"] >= rr["retrieval"]["map@25"] - 1e-9  # tuned blend includes alpha=0
+    g = rr["gain_ci"]
+    assert g["gain"] == pytest.approx(rr["reranked"]["map@25"] - rr["retrieval"]["map@25"], abs=1e-9)
+    assert g["lo"] <= g["gain"] <= g["hi"]
+    nb = json.loads((out / "round_1" / "06_rerank.ipynb").read_text())
+    printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+    assert "MAP@25 gain over retrieval" in printed
     assert m["08_fuse_submit"]["final"]["map@25"] == pytest.approx(rr["reranked"]["map@25"])  # one round: no fusion
 
 
