@@ -147,12 +147,34 @@ def test_listwise_loss_is_group_softmax_ce(eedi, ce_model):
     cols = ["query", "positive", "negative_1", "negative_2", "negative_3"]
     assert list(data) == cols and len(data["query"]) == 2
     ce_model.eval()  # no dropout: the loss's forward and predict() must agree
+    loss_fn = _group_ce_loss(ce_model)
     with torch.no_grad():
-        loss = _group_ce_loss(ce_model)([data[c] for c in cols], labels=None)
+        loss = loss_fn([data[c] for c in cols], labels=None)
+        again = loss_fn([data[c] for c in cols], labels=None)  # every pair now comes from the token cache
+    assert again.item() == pytest.approx(loss.item(), abs=1e-6)
     scores = np.stack([score_cross_encoder("", data["query"], data[c], model=ce_model) for c in cols[1:]], axis=1)
     expected = torch.nn.functional.cross_entropy(torch.tensor(scores), torch.zeros(2, dtype=torch.long))
     assert np.ptp(scores, axis=1).min() > 1e-3  # the full model does tell a group's candidates apart
     assert loss.item() == pytest.approx(expected.item(), abs=1e-4)
+
+
+def test_pair_features_equal_preprocess(ce_model):
+    """Cached, re-padded pair features are exactly what sentence-transformers' preprocess gives."""
+    from utils.cross_encoder import PairFeatures
+
+    feats = PairFeatures(ce_model)
+    long_q = "Construct: " + "fractions and decimals " * 80  # longer than max_length: truncated the same way
+    first = [("what is 2+2", "adds the digits"), (long_q, "thinks a half is 0.2"), ("q", "m")]
+    second = [("q", "m"), ("another question", "a new misconception name"), ("what is 2+2", "adds the digits"), ("q", "m")]
+    for batch in (first, second):  # the second mixes cached, new and repeated pairs
+        got, want = feats(batch), ce_model.preprocess(batch)
+        assert set(got) == set(want)
+        for k, v in want.items():
+            if torch.is_tensor(v):
+                assert got[k].dtype == v.dtype and torch.equal(got[k], v), k
+            else:
+                assert got[k] == v
+    assert len(feats.rows) == 4
 
 
 def test_residual_loss_adds_weighted_retrieval_scores(eedi, ce_model):
