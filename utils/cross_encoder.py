@@ -271,13 +271,13 @@ def _listwise_dataset(train_df: pd.DataFrame, seed: int, with_scores: bool = Fal
         negs = g[g["label"] == 0]
         if len(pos) != 1:
             raise ValueError(f"listwise groups need exactly one gold row, got {len(pos)}")
-        scores = g["retrieval_score"].to_numpy(float) if with_scores else None
-        if scores is not None and np.isnan(scores).any():
-            raise ValueError(f"group {g['group'].iloc[0]} ({g[QUERY].iloc[0]}) lacks retrieval scores "
-                             "(retrieval_weight needs candidates with a score column)")
-        groups.append((pos["query_text"].iloc[0], pos[NAME].iloc[0], negs[NAME].tolist(),
-                       None if scores is None else (float(pos["retrieval_score"].iloc[0]),
-                                                    negs["retrieval_score"].astype(float).tolist())))
+        scores = None
+        if with_scores:
+            if g["retrieval_score"].isna().any():
+                raise ValueError(f"group {g['group'].iloc[0]} ({g[QUERY].iloc[0]}) lacks retrieval scores "
+                                 "(retrieval_weight needs candidates with a score column)")
+            scores = (float(pos["retrieval_score"].iloc[0]), negs["retrieval_score"].astype(float).tolist())
+        groups.append((pos["query_text"].iloc[0], pos[NAME].iloc[0], negs[NAME].tolist(), scores))
     n = min(len(neg) for _, _, neg, _ in groups)
     if n == 0:
         raise ValueError("listwise loss needs at least one negative per group")
