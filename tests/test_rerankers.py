@@ -204,6 +204,80 @@ def test_residual_loss_adds_weighted_retrieval_scores(eedi, ce_model):
         _listwise_dataset(tr.assign(retrieval_score=np.nan), seed=0, with_scores=True)
 
 
+def test_item_bias_fit_and_loss(eedi, ce_model):
+    """fit_item_bias: the L2-penalised bias-only optimum (gradient zero, checked by hand); the loss is
+    CE over logit + b[misconception name]."""
+    from utils.cross_encoder import _group_ce_loss, _listwise_dataset, fit_item_bias
+
+    # hand-made groups: "a" is gold twice and a negative once, "c" only a negative
+    data = {"query": ["q1", "q2", "q3"], "positive": ["a", "a", "b"], "negative_1": ["b", "c", "a"],
+            "negative_2": ["c", "c", "c"]}
+    b = fit_item_bias(data, l2=0.5)
+    assert set(b) == {"a", "b", "c"} and b["a"] > b["b"] > b["c"]
+    ids = [["a", "b", "c"], ["a", "c", "c"], ["b", "a", "c"]]
+    grad = {n: 2 * 0.5 * b[n] for n in b}  # d/db of l2 * b^2, plus softmax(p) - onehot per group
+    for row in ids:
+        p = np.exp([b[n] for n in row])
+        p /= p.sum()
+        for j, n in enumerate(row):
+            grad[n] += p[j] - (j == 0)
+    assert max(abs(g) for g in grad.values()) < 1e-6, grad
+    assert fit_item_bias(data, l2=5.0)["a"] < b["a"]  # a stronger penalty shrinks the bias
+
+    pairs, mis, cands = eedi
+    tr = build_rerank_train(cands, pairs.iloc[:3], mis, n_negatives=3, top_k=8, seed=0)
+    data = _listwise_dataset(tr, seed=0)
+    cols = ["query", "positive", "negative_1", "negative_2", "negative_3"]
+    names = tr["MisconceptionName"].unique()
+    bias = dict(zip(names, np.linspace(-2.0, 3.0, len(names))))
+    ce_model.eval()
+    with torch.no_grad():
+        loss = _group_ce_loss(ce_model, item_bias=bias)([data[c] for c in cols])
+    logits = np.stack([score_cross_encoder("", data["query"], data[c], model=ce_model) for c in cols[1:]], axis=1)
+    offsets = np.array([[bias[data[c][i]] for c in cols[1:]] for i in range(3)])
+    expected = torch.nn.functional.cross_entropy(torch.tensor(logits + offsets), torch.zeros(3, dtype=torch.long))
+    assert loss.item() == pytest.approx(expected.item(), abs=1e-4)
+    plain = torch.nn.functional.cross_entropy(torch.tensor(logits), torch.zeros(3, dtype=torch.long)).item()
+    assert abs(expected.item() - plain) > 1e-2  # the biases do matter here
+
+
+def test_item_bias_keeps_the_model_from_learning_which_item_is_gold(eedi, tmp_path):
+    """One misconception is gold in every training group: trained plainly, the cross-encoder scores it
+    far above the others for new questions; with item_bias_l2 the fitted bias explains that prior and
+    the saved model (scored without the bias) prefers it much less."""
+    pairs, mis, cands = eedi
+    path = make_tiny_encoder(tmp_path / "minilm2", num_layers=2)
+    names = mis["MisconceptionName"].tolist()
+    popular, others = names[0], names[1:]
+    rng = np.random.default_rng(0)
+    queries = pairs["query_text"].drop_duplicates().tolist()
+    train_q, new_q = queries[:16] * 2, queries[16:]  # two groups per training question
+    rows = []
+    for g, q in enumerate(train_q):  # half the groups have the popular gold, half another one
+        gold = popular if g % 2 else others[g % len(others)]
+        rest = [n for n in names if n != gold]
+        rows.append((g, q, gold, 1))
+        rows += [(g, q, rest[j], 0) for j in rng.choice(len(rest), size=3, replace=False)]
+    tr = pd.DataFrame(rows, columns=["group", "query_text", "MisconceptionName", "label"]).assign(
+        QuestionId_Answer=lambda d: d["group"].astype(str))
+
+    def gold_preference(l2: float | None) -> tuple[float, dict]:
+        out = train_cross_encoder(tr, path, tmp_path / f"ce_{l2}", epochs=4, lr=3e-4, batch_size=8,
+                                  max_length=CE_MAX_LENGTH, loss="listwise", seed=0, item_bias_l2=l2)
+        pop = score_cross_encoder(out, new_q, [popular] * len(new_q), max_length=CE_MAX_LENGTH)
+        rest = score_cross_encoder(out, [q for q in new_q for _ in range(5)], [o for _ in new_q for o in others[:5]],
+                                   max_length=CE_MAX_LENGTH)
+        return float(pop.mean() - rest.mean()), json.loads((Path(out) / "train_log.json").read_text())
+
+    plain, plain_log = gold_preference(None)
+    debiased, log = gold_preference(0.1)
+    assert "item_bias" not in plain_log and log["item_bias_l2"] == 0.1
+    assert next(iter(log["item_bias"])) == popular and log["item_bias"][popular] > 1.0  # the bias took the prior
+    assert plain > 2.0 and debiased < 0.5 * plain, (plain, debiased)
+    with pytest.raises(ValueError, match="item_bias_l2 needs the listwise loss"):
+        train_cross_encoder(tr, path, tmp_path / "pw", loss="pointwise", item_bias_l2=0.1)
+
+
 def test_truncated_minilm_cls_is_constant(tmp_path, caplog):
     """Root cause of a listwise loss stuck at ln(4): a 2-layer MiniLM copy's [CLS] gives all pairs one logit.
 

@@ -321,6 +321,9 @@ RERANK_DEFAULTS = {
     "crossfit_folds": 3,
     # cross-encoder, listwise: > 0 trains against logit + w * retrieval score (a correction to the retriever)
     "retrieval_weight": 0.0,
+    # cross-encoder, listwise: an L2 weight fits a per-misconception bias first and trains the model
+    # with it (product of experts), so it does not memorise which misconceptions were gold; null = off
+    "item_bias_l2": None,
     "n_negatives": 7,
     "epochs": 1.0,
     "lr": 2e-5,
@@ -373,7 +376,8 @@ def train_reranker(ctx: RunContext) -> dict:
         train_cross_encoder(df, model, ctx.reranker_dir, epochs=rc["epochs"], lr=rc["lr"], batch_size=rc["batch_size"],
                             max_length=rc["max_length"], loss=rc["loss"], seed=ctx.config["seed"],
                             logging_steps=50, head=rc["head"], num_layers=rc["num_layers"],
-                            max_groups=rc["max_groups"], retrieval_weight=rc["retrieval_weight"])
+                            max_groups=rc["max_groups"], retrieval_weight=rc["retrieval_weight"],
+                            item_bias_l2=rc["item_bias_l2"])
     else:
         from .llm_reranker import train_llm_reranker
 
