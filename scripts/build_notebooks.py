@@ -99,12 +99,15 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                "(pointwise yes/no or listwise lettered options) with LoRA — QLoRA 4-bit on a GPU. Output: `reranker/`."),
         ("params", PARAMETERS),
         ("code", SETUP),
-        ("code", "rc = P.rerank_config(ctx)\nprint({k: rc[k] for k in ('family', 'model', 'candidates', 'head', 'num_layers', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length', 'retrieval_weight')})"),
+        ("code", "rc = P.rerank_config(ctx)\nprint({k: rc[k] for k in ('family', 'model', 'candidates', 'head', 'num_layers', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length', 'retrieval_weight', 'item_bias_l2')})"),
         ("code", "result = P.train_reranker(ctx)\npd.Series(result['stats']).to_frame('value')"),
         ("md", "Token lengths of the training inputs (choose `max_length` from the upper percentiles):"),
         ("code", "lengths = P.reranker_lengths(ctx, result['train_df'])\ndisplay(pd.Series(lengths['stats']).to_frame('tokens').round(1))\n"
                  "if lengths['lengths']:\n    plots.histogram(lengths['lengths'], 'reranker input lengths', 'tokens');"),
         ("code", "losses = P.reranker_losses(result['log'])\nif losses:\n    plots.loss_curve(losses);"),
+        ("md", "With `item_bias_l2` set, the cross-encoder trained beside a fitted per-misconception bias (dropped "
+               "at scoring); the largest biases are the misconceptions most often gold in training:"),
+        ("code", "if result['log'].get('item_bias'):\n    display(pd.Series(result['log']['item_bias']).head(10).to_frame('fitted bias'))"),
     ],
     "06_rerank": [
         ("md", "# 06 · Rerank\n\nScore the top-K candidates of the validation and test pairs with the reranker; "

@@ -80,3 +80,17 @@ def test_residual_reranker_scores_add_the_weighted_retrieval_score(ctx):
     with pytest.raises(ValueError, match="retrieval_weight needs the listwise loss"):
         ctx.config["rerank"]["loss"] = "pointwise"
         P.train_reranker(ctx)
+
+
+def test_item_bias_reaches_the_cross_encoder(ctx):
+    """rerank.item_bias_l2 from the config: the fitted biases are logged and the saved model scores alone."""
+    from utils.cross_encoder import retrieval_weight
+
+    ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "mining", "model": "default", "num_layers": 1,
+                            "max_groups": 6, "loss": "listwise", "item_bias_l2": 0.5, "top_k": 5}
+    result = P.train_reranker(ctx)
+    log = result["log"]
+    assert log["item_bias_l2"] == 0.5 and log["item_bias_std"] > 0
+    # one bias per misconception of the 6 sampled groups (gold + 3 negatives each)
+    assert 4 <= len(log["item_bias"]) <= 24 and set(log["item_bias"]) <= set(result["train_df"]["MisconceptionName"])
+    assert retrieval_weight(ctx.reranker_dir) == 0.0  # nothing of the bias is added at scoring
