@@ -55,10 +55,17 @@ VARIANTS = {
     "crossfit3_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "candidates": "crossfit",
                             "crossfit_folds": 3},
     # product of experts with a fitted per-misconception bias (item_bias_l2): no memorised gold prior
+    # (06 tunes the bias's weight at scoring, item_prior_weight "tune"; the fixed-alpha columns score without it)
     "poe0.1_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.1},
     "poe1_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 1.0},
     "poe0.1_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "item_bias_l2": 0.1},
+    "poe0.01_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.01},
+    "crossfit3_poe0.1_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.1,
+                             "candidates": "crossfit", "crossfit_folds": 3},
 }
+for _name, _variant in VARIANTS.items():  # with a fitted bias, 06 tunes its weight beside the blend's alpha
+    if _variant.get("item_bias_l2") is not None:
+        _variant["item_prior_weight"] = "tune"
 FIXED_ALPHA = 0.5  # a blend weight chosen before looking at validation, next to the tuned one
 
 
@@ -138,28 +145,35 @@ def main(argv=None) -> None:
             t_score = time.perf_counter() - t0
             s = rr["summary"]
             val = ctx.val_pairs
-            fixed = blend(rr["candidates_val"], rr["val_scores"], FIXED_ALPHA, rc["top_k"])
+            # the fixed-alpha blend scores the (debiased) model alone: take out the prior weight 06 tuned
+            prior = s.get("item_prior_weight", 0.0) * P.reranker_item_prior(ctx, rr["candidates_val"])
+            raw = rr["val_scores"] - prior
+            fixed = blend(rr["candidates_val"], raw, FIXED_ALPHA, rc["top_k"])
             fixed_ap = per_query_ap(fixed, val)
             ci = paired_bootstrap(per_query_ap(rr["candidates_val"], val), fixed_ap, groups=val["QuestionId"].to_numpy())
+            ci_tuned = paired_bootstrap(per_query_ap(rr["candidates_val"], val), per_query_ap(rr["val"], val),
+                                        groups=val["QuestionId"].to_numpy())
             by_seen = _by_gold_seen({"retrieval": rr["candidates_val"], "reranker": rerank(rr["candidates_val"],
-                                     rr["val_scores"], rc["top_k"]), "blend": fixed}, val, ctx.train_pairs)
+                                     raw, rc["top_k"]), "blend": fixed, "tuned": rr["val"]}, val, ctx.train_pairs)
             detail[f"{split}/{name}"] = {"rerank_config": rc, "summary": s, "seconds_train": t_train,
                                          "seconds_score": t_score, "round_seconds": round_s,
-                                         "train_log": json.loads(log), "gain_fixed_alpha": ci, "by_gold_seen": by_seen, "blend_table": _records(rr.get("blend_table"))}
+                                         "train_log": json.loads(log), "gain_fixed_alpha": ci, "gain_tuned": ci_tuned, "by_gold_seen": by_seen, "blend_table": _records(rr.get("blend_table"))}
             row = {"split": split, "variant": name, "val_pairs": len(ctx.val_pairs),
                    "retrieval MAP@25": retrieval["map@25"],
                    "reranker-only MAP@25": s["reranker_only"]["map@25"],
                    "blend MAP@25": s["reranked"]["map@25"], "alpha": s["blend_alpha"],
+                   "prior weight": s.get("item_prior_weight", 0.0),
                    f"blend@{FIXED_ALPHA} MAP@25": float(fixed_ap.mean()),
                    f"gain@{FIXED_ALPHA} 95% CI": f"{ci['lo']:+.3f} .. {ci['hi']:+.3f}",
+                   "gain (tuned) 95% CI": f"{ci_tuned['lo']:+.3f} .. {ci_tuned['hi']:+.3f}",
                    "gain (reranker-only)": s["reranker_only"]["map@25"] - retrieval["map@25"],
                    "gain (blend)": s["reranked"]["map@25"] - retrieval["map@25"],
                    "R@25": s["reranked"]["recall@25"],
                    "unseen golds": f"{by_seen['unseen_share']:.0%}",
-                   "MAP unseen: retr / rerank / blend@0.5": " / ".join(
-                       _fmt(by_seen[k]["unseen"]) for k in ("retrieval", "reranker", "blend")),
-                   "MAP seen: retr / rerank / blend@0.5": " / ".join(
-                       _fmt(by_seen[k]["seen"]) for k in ("retrieval", "reranker", "blend")), "s train": round(t_train, 1), "s score": round(t_score, 1)}
+                   "MAP unseen: retr / rerank / blend@0.5 / tuned": " / ".join(
+                       _fmt(by_seen[k]["unseen"]) for k in ("retrieval", "reranker", "blend", "tuned")),
+                   "MAP seen: retr / rerank / blend@0.5 / tuned": " / ".join(
+                       _fmt(by_seen[k]["seen"]) for k in ("retrieval", "reranker", "blend", "tuned")), "s train": round(t_train, 1), "s score": round(t_score, 1)}
             print(row, flush=True)
             result = {"machine": machine, "config": cfg, "data_dir": str(data_dir), "runs": detail}
             write_results(args.out, result, "Cross-encoder variants on real data: retriever vs reranked (validation)",
@@ -167,7 +181,8 @@ def main(argv=None) -> None:
                                  f"gain@{FIXED_ALPHA} 95% CI: MAP@25 gain of the blend at the fixed alpha over retrieval, "
                                  "bootstrap over validation questions (utils.metrics.paired_bootstrap)",
                                  "MAP unseen / seen: validation pairs whose gold misconception was not / was gold for a "
-                                 "training pair; retr = retrieval, rerank = reranker alone, blend at the fixed alpha"])
+                                 "training pair; retr = retrieval, rerank = reranker alone, blend at the fixed alpha, tuned = 06's ranking "
+                                 "(alpha and, with a fitted bias, its weight tuned on validation)"])
 
 
 if __name__ == "__main__":

@@ -169,3 +169,25 @@ def test_export_and_infer_with_reranker(run_copy, tiny_data, tmp_path):
     validate_submission(sub, ids, P.corpus_ids(ctx))
     # same models, same rows in the same order: the same scores and the same blend
     assert _sub_lists(sub) == _top25(pd.read_parquet(ctx.run_dir / "rerank_test.parquet"), ids)
+
+
+def test_infer_adds_the_item_prior_06_chose(run_copy, tiny_data, tmp_path):
+    """A product-of-experts cross-encoder scored with item_prior_weight 1: the weight rides in the
+    manifest and `infer` reproduces 06's test ranking, prior included."""
+    from utils.__main__ import main
+
+    tmp, cfg = run_copy
+    ctx = P.load_context(tmp / "v1" / "round_1", tiny_data, "v1", 1, cfg)
+    ctx.config["rerank"] = {**ctx.config.get("rerank", {}), "loss": "listwise", "num_layers": 1, "max_groups": 8,
+                            "item_bias_l2": 0.1, "item_prior_weight": 1.0}
+    P.train_reranker(ctx)
+    res = P.rerank_all(ctx)
+    assert res["summary"]["item_prior_weight"] == 1.0
+    prior = P.reranker_item_prior(ctx, res["candidates_test"])
+    assert np.abs(prior).max() > 0  # some test candidates were in the training groups
+    exp = export_round(ctx, name="eedi-prior-test", out_root=tmp_path / "kd")
+    assert exp["manifest"]["item_prior_weight"] == 1.0
+    assert main(["infer", "--data-dir", str(tiny_data), "--models", str(exp["dataset_dir"]),
+                 "--out", str(tmp_path / "out")]) == 0
+    ids = ctx.test_pairs["QuestionId_Answer"].tolist()
+    assert _sub_lists(tmp_path / "out" / "submission.csv") == _top25(pd.read_parquet(ctx.run_dir / "rerank_test.parquet"), ids)

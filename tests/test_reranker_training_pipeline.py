@@ -94,3 +94,40 @@ def test_item_bias_reaches_the_cross_encoder(ctx):
     # one bias per misconception of the 6 sampled groups (gold + 3 negatives each)
     assert 4 <= len(log["item_bias"]) <= 24 and set(log["item_bias"]) <= set(result["train_df"]["MisconceptionName"])
     assert retrieval_weight(ctx.reranker_dir) == 0.0  # nothing of the bias is added at scoring
+
+
+def test_item_prior_weight_is_tuned_with_the_blend(ctx):
+    """item_prior_weight "tune": 06 tries each weight of the grid with every blend alpha and keeps
+    the best pair; the saved ranking is the blend of logit + weight * fitted bias."""
+    from utils.cross_encoder import item_bias, score_cross_encoder
+    from utils.rerank import blend
+    from utils.rerank_data import build_rerank_candidates
+
+    ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "mining", "model": "default", "num_layers": 1,
+                            "max_groups": 8, "loss": "listwise", "item_bias_l2": 0.1, "top_k": 5,
+                            "item_prior_weight": "tune"}
+    P.train_reranker(ctx)
+    emb = ctx.embedder("base")
+    for part, pairs in (("val", ctx.val_pairs), ("test", ctx.test_pairs)):
+        io.write_parquet(ctx.run_dir / f"candidates_{part}.parquet", P.rank(ctx, emb, pairs, k=8))
+    cands = pd.read_parquet(ctx.run_dir / "candidates_val.parquet")
+    rows = build_rerank_candidates(cands, ctx.val_pairs, ctx.misconceptions, 5)
+    bias = item_bias(ctx.reranker_dir)
+    prior = P.reranker_item_prior(ctx, cands)
+    assert prior.tolist() == [bias.get(n, 0.0) for n in rows["MisconceptionName"]] and np.abs(prior).max() > 0
+
+    res = P.rerank_all(ctx)
+    s, table = res["summary"], res["blend_table"]
+    assert sorted(table["item_prior_weight"].unique()) == list(P.ITEM_PRIOR_GRID)
+    best = table.loc[table["map@25"].idxmax()]
+    assert s["reranked"]["map@25"] == pytest.approx(best["map@25"])
+    w, alpha = s["item_prior_weight"], s["blend_alpha"]
+    assert w in P.ITEM_PRIOR_GRID and table.query("item_prior_weight == @w and alpha == @alpha")["map@25"].iloc[0] == \
+        pytest.approx(best["map@25"])
+    logits = score_cross_encoder(str(ctx.reranker_dir), rows["query_text"], rows["MisconceptionName"], max_length=96)
+    expected = blend(cands, logits + w * prior, alpha, 5)
+    got = res["val"]
+    assert got[["QuestionId_Answer", "MisconceptionId"]].equals(expected[["QuestionId_Answer", "MisconceptionId"]])
+    ctx.config["rerank"]["item_prior_weight"] = "strong"
+    with pytest.raises(ValueError, match="item_prior_weight 'strong'"):
+        P.rerank_all(ctx)

@@ -295,6 +295,12 @@ def retrieval_weight(model_dir: str | os.PathLike) -> float:
     return float(json.loads(path.read_text()).get("retrieval_weight", 0.0)) if path.exists() else 0.0
 
 
+def item_bias(model_dir: str | os.PathLike) -> dict[str, float]:
+    """The per-misconception biases a product-of-experts model was trained beside (name -> bias); {} if none."""
+    path = Path(model_dir) / "train_log.json"
+    return dict(json.loads(path.read_text()).get("item_bias") or {}) if path.exists() else {}
+
+
 def _listwise_dataset(train_df: pd.DataFrame, seed: int, with_scores: bool = False) -> dict[str, list]:
     """One row per group: query, positive, negative_1..negative_n (n = the group size minimum).
 

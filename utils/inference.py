@@ -68,10 +68,11 @@ def _owner(ecfg: dict, owner: str | None) -> str:
     return str(value).strip().lower()
 
 
-def _blend_alpha(run_dir: Path) -> float | None:
+def _rerank_choice(run_dir: Path, key: str) -> float | None:
+    """A value 06 chose on validation (``blend_alpha``, ``item_prior_weight``), from the run's metrics."""
     m = io.read_json(run_dir / "metrics.json", default={}) or {}
-    alpha = (m.get("06_rerank") or {}).get("blend_alpha")
-    return None if alpha is None else float(alpha)
+    value = (m.get("06_rerank") or {}).get(key)
+    return None if value is None else float(value)
 
 
 def _base_model_warnings(folder: Path, what: str) -> list[str]:
@@ -160,7 +161,8 @@ def export_round(
         "dataset_id": dataset_id, "kernel_id": kernel_id, "source_run_dir": str(run_dir),
         "split": ctx.split, "round": ctx.round_idx, "reranker": has_reranker,
         "rerank_family": rc["family"] if rc else None, "rerank_top_k": rc["top_k"] if rc else None,
-        "blend_alpha": _blend_alpha(run_dir) if has_reranker else None,
+        "blend_alpha": _rerank_choice(run_dir, "blend_alpha") if has_reranker else None,
+        "item_prior_weight": _rerank_choice(run_dir, "item_prior_weight") if has_reranker else None,
         "recall_k": ctx.config["recall"]["k"], "warnings": warnings,
     }
     with tempfile.TemporaryDirectory(prefix="eedi_export_") as tmp:
@@ -278,8 +280,12 @@ def infer(
         manifest = io.read_json(ctx.models_dir / MANIFEST, default={}) or {}
         alpha = manifest.get("blend_alpha")
         alpha = 1.0 if alpha is None else float(alpha)
-        say(f"rerank the top-{rc['top_k']} with {ctx.reranker_dir} ({rc['family']}, blend alpha {alpha})")
+        prior_weight = float(manifest.get("item_prior_weight") or 0.0)
+        say(f"rerank the top-{rc['top_k']} with {ctx.reranker_dir} ({rc['family']}, blend alpha {alpha}"
+            + (f", item prior weight {prior_weight})" if prior_weight else ")"))
         scores = P.score_reranker(ctx, ranking, ctx.test_pairs)
+        if prior_weight:
+            scores = scores + prior_weight * P.reranker_item_prior(ctx, ranking)
         ranking = blend(ranking, scores, alpha, rc["top_k"]) if alpha < 1.0 else rerank(ranking, scores, rc["top_k"])
         _free_memory()
     out = write_submission(ranking, ctx.test_pairs["QuestionId_Answer"].tolist(), P.corpus_ids(ctx).tolist(),

@@ -324,6 +324,9 @@ RERANK_DEFAULTS = {
     # cross-encoder, listwise: an L2 weight fits a per-misconception bias first and trains the model
     # with it (product of experts), so it does not memorise which misconceptions were gold; null = off
     "item_bias_l2": None,
+    # 06: score = logit + weight * fitted bias (0 for misconceptions never in training groups); 0 = the
+    # debiased model alone, 1 = the product of experts as trained; "tune" = best of ITEM_PRIOR_GRID on validation
+    "item_prior_weight": 0.0,
     "n_negatives": 7,
     "epochs": 1.0,
     "lr": 2e-5,
@@ -430,21 +433,69 @@ def score_reranker(ctx: RunContext, candidates: pd.DataFrame, pairs: pd.DataFram
                               window=rc["window"], stride=rc["stride"], tta=rc["tta"])
 
 
+ITEM_PRIOR_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
+def reranker_item_prior(ctx: RunContext, candidates: pd.DataFrame) -> np.ndarray:
+    """Fitted bias of each head candidate's misconception (rows as ``score_reranker``'s); 0 where none.
+
+    Only a cross-encoder trained with ``item_bias_l2`` has biases; any other reranker gets zeros.
+    """
+    from .cross_encoder import item_bias
+
+    rc = rerank_config(ctx)
+    head = candidates[candidates["rank"] <= rc["top_k"]]
+    bias = item_bias(ctx.reranker_dir) if rc["family"] == "cross_encoder" else {}
+    if not bias:
+        return np.zeros(len(head))
+    names = dict(zip(ctx.misconceptions["MisconceptionId"].astype(int), ctx.misconceptions["MisconceptionName"]))
+    return np.array([bias.get(names[int(m)], 0.0) for m in head["MisconceptionId"]], dtype=np.float64)
+
+
+def _item_prior_weights(rc: dict, has_prior: bool) -> tuple[float, ...]:
+    weight = rc["item_prior_weight"]
+    if not has_prior:
+        return (0.0,)
+    if weight == "tune":
+        return ITEM_PRIOR_GRID
+    try:
+        return (float(weight),)
+    except (TypeError, ValueError):
+        raise ValueError(f"rerank.item_prior_weight {weight!r}: a number or 'tune'") from None
+
+
 def rerank_all(ctx: RunContext) -> dict:
-    """Rerank validation and test candidates; tune the blend on validation; save rankings."""
+    """Rerank validation and test candidates; tune the blend (and the item-prior weight) on validation; save rankings."""
     from .rerank import blend, rerank, tune_blend
 
     rc = rerank_config(ctx)
     out: dict = {}
     alpha = 1.0
     parts = {"val": ctx.val_pairs, "test": ctx.test_pairs}
-    scores = {}
+    scores, priors = {}, {}
     for part, pairs in parts.items():
         cands = pd.read_parquet(ctx.run_dir / f"candidates_{part}.parquet")
         scores[part] = (cands, score_reranker(ctx, cands, pairs) if len(cands) else np.array([]))
-    if rc["blend"] and len(ctx.val_pairs):
-        alpha, _, table = tune_blend(scores["val"][0], scores["val"][1], ctx.val_pairs, rc["top_k"])
-        out["blend_table"] = table
+        priors[part] = reranker_item_prior(ctx, cands) if len(cands) else np.array([])
+    weights = _item_prior_weights(rc, any(np.any(p != 0) for p in priors.values()))
+    prior_weight = weights[0]
+    if len(ctx.val_pairs) and (rc["blend"] or len(weights) > 1):
+        tables, best = [], None
+        for w in weights:
+            val_scores = scores["val"][1] + w * priors["val"]
+            if rc["blend"]:
+                a, m, table = tune_blend(scores["val"][0], val_scores, ctx.val_pairs, rc["top_k"])
+            else:
+                a, table = 1.0, None
+                m = evaluate(rerank(scores["val"][0], val_scores, rc["top_k"]), ctx.val_pairs)["map@25"]
+            if table is not None:
+                tables.append(table.assign(item_prior_weight=w))
+            if best is None or m > best[0] + 1e-12:  # ties keep the smaller weight
+                best = (m, w, a)
+        _, prior_weight, alpha = best
+        if tables:
+            out["blend_table"] = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
+    scores = {part: (c, s + prior_weight * priors[part] if len(c) else s) for part, (c, s) in scores.items()}
     for part, (cands, s) in scores.items():
         if len(cands) == 0:
             ranking = cands
@@ -462,6 +513,7 @@ def rerank_all(ctx: RunContext) -> dict:
         summary = {"retrieval": evaluate(scores["val"][0], val),
                    "reranker_only": evaluate(reranked_only, val),
                    "reranked": evaluate(out["val"], val), "blend_alpha": alpha,
+                   "item_prior_weight": prior_weight,
                    # per-question bootstrap of the MAP@25 gain (optimistic when alpha was tuned on these pairs)
                    "gain_ci": paired_bootstrap(per_query_ap(scores["val"][0], val), per_query_ap(out["val"], val),
                                                groups=val["QuestionId"].to_numpy(), seed=ctx.config["seed"])}
