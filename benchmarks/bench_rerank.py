@@ -60,6 +60,7 @@ VARIANTS = {
     "poe1_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 1.0},
     "poe0.1_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "item_bias_l2": 0.1},
     "poe0.01_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.01},
+    "poe0.01_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "item_bias_l2": 0.01},
     "crossfit3_poe0.1_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.1,
                              "candidates": "crossfit", "crossfit_folds": 3},
 }

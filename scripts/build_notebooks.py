@@ -117,7 +117,7 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", SETUP),
         ("code", "res = P.rerank_all(ctx)\nif 'summary' in res:\n    s = res['summary']\n"
                  "    table = pd.DataFrame({k: s[k] for k in ('retrieval', 'reranker_only', 'reranked')}).T\n"
-                 "    print('blend alpha (reranker weight):', s['blend_alpha'])\n"
+                 "    print('blend alpha (reranker weight):', s['blend_alpha'], '| item prior weight:', s['item_prior_weight'])\n"
                  "    g = s['gain_ci']\n"
                  "    print(f\"MAP@25 gain over retrieval: {g['gain']:+.4f} (95% bootstrap interval over questions \"\n"
                  "          f\"{g['lo']:+.4f} .. {g['hi']:+.4f}; optimistic when alpha was tuned on these pairs)\")\n"
