@@ -101,6 +101,7 @@ def main(argv=None) -> None:
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--model", default=None, help="embedder and cross-encoder init (default: bundled MiniLM)")
     ap.add_argument("--limit-train", type=int, default=None, help="smoke runs: keep N training questions' pairs")
+    ap.add_argument("--seed", type=int, default=None, help="override the config's seed (split, mining, training)")
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", default=str(RESULTS / "bench_rerank.json"))
     args = ap.parse_args(argv)
@@ -115,6 +116,8 @@ def main(argv=None) -> None:
     work.mkdir(parents=True, exist_ok=True)
     cfg = load_config(args.config)
     cfg["embedder"]["model"] = model
+    if args.seed is not None:
+        cfg["seed"] = args.seed
     base_rerank = dict(cfg.get("rerank", {}))
     cfg["submission"]["dir"] = None
     cfg_path = work / "config.yaml"
@@ -159,7 +162,7 @@ def main(argv=None) -> None:
             detail[f"{split}/{name}"] = {"rerank_config": rc, "summary": s, "seconds_train": t_train,
                                          "seconds_score": t_score, "round_seconds": round_s,
                                          "train_log": json.loads(log), "gain_fixed_alpha": ci, "gain_tuned": ci_tuned, "by_gold_seen": by_seen, "blend_table": _records(rr.get("blend_table"))}
-            row = {"split": split, "variant": name, "val_pairs": len(ctx.val_pairs),
+            row = {"split": split, "variant": name, "seed": cfg["seed"], "val_pairs": len(ctx.val_pairs),
                    "retrieval MAP@25": retrieval["map@25"],
                    "reranker-only MAP@25": s["reranker_only"]["map@25"],
                    "blend MAP@25": s["reranked"]["map@25"], "alpha": s["blend_alpha"],
