@@ -131,3 +131,9 @@ def test_item_prior_weight_is_tuned_with_the_blend(ctx):
     ctx.config["rerank"]["item_prior_weight"] = "strong"
     with pytest.raises(ValueError, match="item_prior_weight 'strong'"):
         P.rerank_all(ctx)
+    ctx.config["rerank"]["item_bias_l2"] = None  # a model without biases: the value is still checked
+    P.train_reranker(ctx)
+    with pytest.raises(ValueError, match="item_prior_weight 'strong'"):
+        P.rerank_all(ctx)
+    ctx.config["rerank"]["item_prior_weight"] = "tune"
+    assert P.rerank_all(ctx)["summary"]["item_prior_weight"] == 0.0  # nothing to add back

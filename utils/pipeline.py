@@ -453,15 +453,16 @@ def reranker_item_prior(ctx: RunContext, candidates: pd.DataFrame) -> np.ndarray
 
 
 def _item_prior_weights(rc: dict, has_prior: bool) -> tuple[float, ...]:
+    """Prior weights 06 tries: the configured one, the grid for "tune", only 0 without fitted biases."""
     weight = rc["item_prior_weight"]
-    if not has_prior:
-        return (0.0,)
     if weight == "tune":
-        return ITEM_PRIOR_GRID
-    try:
-        return (float(weight),)
-    except (TypeError, ValueError):
-        raise ValueError(f"rerank.item_prior_weight {weight!r}: a number or 'tune'") from None
+        weights = ITEM_PRIOR_GRID
+    else:
+        try:
+            weights = (float(weight),)
+        except (TypeError, ValueError):
+            raise ValueError(f"rerank.item_prior_weight {weight!r}: a number or 'tune'") from None
+    return weights if has_prior else (0.0,)
 
 
 def rerank_all(ctx: RunContext) -> dict:
