@@ -149,9 +149,7 @@ def main(argv=None) -> None:
             t_score = time.perf_counter() - t0
             s = rr["summary"]
             val = ctx.val_pairs
-            # the fixed-alpha blend scores the (debiased) model alone: take out the prior weight 06 tuned
-            prior = s.get("item_prior_weight", 0.0) * P.reranker_item_prior(ctx, rr["candidates_val"])
-            raw = rr["val_scores"] - prior
+            raw = rr["val_scores_without_prior"]  # the fixed-alpha blend scores the (debiased) model alone
             fixed = blend(rr["candidates_val"], raw, FIXED_ALPHA, rc["top_k"])
             fixed_ap = per_query_ap(fixed, val)
             ci = paired_bootstrap(per_query_ap(rr["candidates_val"], val), fixed_ap, groups=val["QuestionId"].to_numpy())

@@ -222,7 +222,7 @@ def fit_item_bias(data: dict[str, list], l2: float = 0.1, steps: int = 200) -> d
     """
     import torch
 
-    cols = ["positive"] + sorted((c for c in data if c.startswith("negative_")), key=lambda c: int(c.split("_")[1]))
+    cols = ["positive"] + [c for c in data if c.startswith("negative_")]  # the gold first; negatives in any order
     names = list(dict.fromkeys(str(n) for c in cols for n in data[c]))
     index = {n: i for i, n in enumerate(names)}
     ids = torch.tensor([[index[str(data[c][r])] for c in cols] for r in range(len(data["positive"]))])

@@ -465,9 +465,27 @@ def _item_prior_weights(rc: dict, has_prior: bool) -> tuple[float, ...]:
     return weights if has_prior else (0.0,)
 
 
+def _choose_prior_and_alpha(ctx: RunContext, rc: dict, cands: pd.DataFrame, scores: np.ndarray,
+                            prior: np.ndarray, weights: tuple[float, ...]) -> tuple[float, float, pd.DataFrame | None]:
+    """(item-prior weight, blend alpha, blend table) with the best validation MAP@25; ties keep the smaller weight."""
+    from .rerank import rerank, tune_blend
+
+    tables, best = [], None
+    for w in weights:
+        if rc["blend"]:
+            alpha, m, table = tune_blend(cands, scores + w * prior, ctx.val_pairs, rc["top_k"])
+            tables.append(table.assign(item_prior_weight=w) if len(weights) > 1 else table)
+        else:
+            alpha = 1.0
+            m = evaluate(rerank(cands, scores + w * prior, rc["top_k"]), ctx.val_pairs)["map@25"]
+        if best is None or m > best[0] + 1e-12:
+            best = (m, w, alpha)
+    return best[1], best[2], pd.concat(tables, ignore_index=True) if tables else None
+
+
 def rerank_all(ctx: RunContext) -> dict:
     """Rerank validation and test candidates; tune the blend (and the item-prior weight) on validation; save rankings."""
-    from .rerank import blend, rerank, tune_blend
+    from .rerank import blend, rerank
 
     rc = rerank_config(ctx)
     out: dict = {}
@@ -481,22 +499,11 @@ def rerank_all(ctx: RunContext) -> dict:
     weights = _item_prior_weights(rc, any(np.any(p != 0) for p in priors.values()))
     prior_weight = weights[0]
     if len(ctx.val_pairs) and (rc["blend"] or len(weights) > 1):
-        tables, best = [], None
-        for w in weights:
-            val_scores = scores["val"][1] + w * priors["val"]
-            if rc["blend"]:
-                a, m, table = tune_blend(scores["val"][0], val_scores, ctx.val_pairs, rc["top_k"])
-            else:
-                a, table = 1.0, None
-                m = evaluate(rerank(scores["val"][0], val_scores, rc["top_k"]), ctx.val_pairs)["map@25"]
-            if table is not None:
-                tables.append(table.assign(item_prior_weight=w))
-            if best is None or m > best[0] + 1e-12:  # ties keep the smaller weight
-                best = (m, w, a)
-        _, prior_weight, alpha = best
-        if tables:
-            out["blend_table"] = pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
-    scores = {part: (c, s + prior_weight * priors[part] if len(c) else s) for part, (c, s) in scores.items()}
+        prior_weight, alpha, table = _choose_prior_and_alpha(ctx, rc, *scores["val"], priors["val"], weights)
+        if table is not None:
+            out["blend_table"] = table
+    out["val_scores_without_prior"] = scores["val"][1]
+    scores = {part: (c, s + prior_weight * priors[part]) for part, (c, s) in scores.items()}
     for part, (cands, s) in scores.items():
         if len(cands) == 0:
             ranking = cands
