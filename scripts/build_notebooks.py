@@ -115,9 +115,11 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                "retrieval and reranker scores tuned on validation. Output: `rerank_val.parquet`, `rerank_test.parquet`."),
         ("params", PARAMETERS),
         ("code", SETUP),
-        ("code", "res = P.rerank_all(ctx)\nif 'summary' in res:\n    s = res['summary']\n"
+        ("code", "res = P.rerank_all(ctx)\nc = res['choice']\n"
+                 "print('blend alpha (reranker weight):', c['blend_alpha'], '| item prior weight:', c['item_prior_weight'],\n"
+                 "      '| tuned on validation' if c['tuned_on_validation'] else '| not tuned (no validation pairs, or fixed in the config)')\n"
+                 "if 'summary' in res:\n    s = res['summary']\n"
                  "    table = pd.DataFrame({k: s[k] for k in ('retrieval', 'reranker_only', 'reranked')}).T\n"
-                 "    print('blend alpha (reranker weight):', s['blend_alpha'], '| item prior weight:', s['item_prior_weight'])\n"
                  "    g = s['gain_ci']\n"
                  "    print(f\"MAP@25 gain over retrieval: {g['gain']:+.4f} (95% bootstrap interval over questions \"\n"
                  "          f\"{g['lo']:+.4f} .. {g['hi']:+.4f}; optimistic when alpha was tuned on these pairs)\")\n"

@@ -137,3 +137,42 @@ def test_item_prior_weight_is_tuned_with_the_blend(ctx):
         P.rerank_all(ctx)
     ctx.config["rerank"]["item_prior_weight"] = "tune"
     assert P.rerank_all(ctx)["summary"]["item_prior_weight"] == 0.0  # nothing to add back
+
+
+def test_blend_fixed_alpha_and_untuned_fallback(ctx):
+    """rerank.blend: a number is used as alpha; with no validation pairs (split full) a tuned blend
+    falls back to UNTUNED_BLEND_ALPHA -- never the reranker alone -- and 06 saves what it used."""
+    from utils.rerank import blend, rerank
+
+    ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "mining", "model": "default", "num_layers": 1,
+                            "max_groups": 8, "loss": "listwise", "top_k": 5}
+    P.train_reranker(ctx)
+    emb = ctx.embedder("base")
+    for part, pairs in (("val", ctx.val_pairs), ("test", ctx.test_pairs)):
+        io.write_parquet(ctx.run_dir / f"candidates_{part}.parquet", P.rank(ctx, emb, pairs, k=8))
+    cands = {part: pd.read_parquet(ctx.run_dir / f"candidates_{part}.parquet") for part in ("val", "test")}
+    logits = {part: P.score_reranker(ctx, cands[part], pairs) for part, pairs in
+              (("val", ctx.val_pairs), ("test", ctx.test_pairs))}
+
+    ctx.config["rerank"]["blend"] = 0.3
+    res = P.rerank_all(ctx)
+    assert res["summary"]["blend_alpha"] == 0.3 and "blend_table" not in res
+    assert res["choice"] == {"blend_alpha": 0.3, "item_prior_weight": 0.0, "tuned_on_validation": False}
+    pd.testing.assert_frame_equal(res["test"], blend(cands["test"], logits["test"], 0.3, 5))
+
+    ctx.config["rerank"]["blend"] = False
+    pd.testing.assert_frame_equal(P.rerank_all(ctx)["val"], rerank(cands["val"], logits["val"], 5))
+
+    ctx.config["rerank"]["blend"] = True
+    ctx.pairs = ctx.pairs.assign(fold=ctx.pairs["fold"].replace({"val": "unused"}))  # as with split full
+    assert ctx.val_pairs.empty
+    io.write_parquet(ctx.run_dir / "candidates_val.parquet", cands["val"].iloc[:0])  # 04 recalls nothing for val
+    res = P.rerank_all(ctx)
+    assert "summary" not in res and res["choice"]["blend_alpha"] == P.UNTUNED_BLEND_ALPHA < 1.0
+    pd.testing.assert_frame_equal(res["test"], blend(cands["test"], logits["test"], P.UNTUNED_BLEND_ALPHA, 5))
+    saved = io.read_json(ctx.run_dir / "metrics.json")["06_rerank"]
+    assert saved == {"blend_alpha": P.UNTUNED_BLEND_ALPHA, "item_prior_weight": 0.0, "tuned_on_validation": False}
+
+    ctx.config["rerank"]["blend"] = 1.5
+    with pytest.raises(ValueError, match="rerank.blend 1.5"):
+        P.rerank_all(ctx)

@@ -279,7 +279,7 @@ def infer(
     if has_reranker:
         manifest = io.read_json(ctx.models_dir / MANIFEST, default={}) or {}
         alpha = manifest.get("blend_alpha")
-        alpha = 1.0 if alpha is None else float(alpha)
+        alpha = P.UNTUNED_BLEND_ALPHA if alpha is None else float(alpha)  # None: an export made before 06 saved it
         prior_weight = float(manifest.get("item_prior_weight") or 0.0)
         say(f"rerank the top-{rc['top_k']} with {ctx.reranker_dir} ({rc['family']}, blend alpha {alpha}"
             + (f", item prior weight {prior_weight})" if prior_weight else ")"))

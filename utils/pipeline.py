@@ -338,7 +338,10 @@ RERANK_DEFAULTS = {
     "window": 8,
     "stride": 4,
     "tta": True,
-    "blend": True,  # tune a retrieval/reranker score blend on validation
+    # 06's final score: blend of retrieval and reranker scores. true = alpha tuned on validation (with
+    # split full, where nothing is held out: UNTUNED_BLEND_ALPHA); false = the reranker alone;
+    # a number in [0, 1] = that alpha (e.g. the one 06 chose on v2, for the split-full run)
+    "blend": True,
     "score_batch_size": 64,
 }
 
@@ -465,19 +468,45 @@ def _item_prior_weights(rc: dict, has_prior: bool) -> tuple[float, ...]:
     return weights if has_prior else (0.0,)
 
 
+# Blend weight of the reranker when it cannot be tuned (split full): the reranker alone ranks below
+# the fine-tuned retriever in nearly every measured run, so an untuned run must still blend.
+# 06's tuned alpha was 0.4-0.5 on every v1/v2 run of configs/gpu.yaml (benchmarks/results/bench_rerank.md).
+UNTUNED_BLEND_ALPHA = 0.4
+
+
+def blend_setting(rc: dict) -> float | None:
+    """``rerank.blend`` as a fixed alpha, or None when it is to be tuned on validation."""
+    value = rc["blend"]
+    if value is True:
+        return None
+    if value is False:
+        return 1.0
+    try:
+        alpha = float(value)
+    except (TypeError, ValueError):
+        alpha = float("nan")
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"rerank.blend {value!r}: true (tune alpha on validation), false (reranker alone) "
+                         "or an alpha in [0, 1]")
+    return alpha
+
+
 def _choose_prior_and_alpha(ctx: RunContext, rc: dict, cands: pd.DataFrame, scores: np.ndarray,
                             prior: np.ndarray, weights: tuple[float, ...]) -> tuple[float, float, pd.DataFrame | None]:
     """(item-prior weight, blend alpha, blend table) with the best validation MAP@25; ties keep the smaller weight."""
-    from .rerank import rerank, tune_blend
+    from .rerank import blend, rerank, tune_blend
 
     tables, best = [], None
+    fixed_alpha = blend_setting(rc)
     for w in weights:
-        if rc["blend"]:
+        if fixed_alpha is None:
             alpha, m, table = tune_blend(cands, scores + w * prior, ctx.val_pairs, rc["top_k"])
             tables.append(table.assign(item_prior_weight=w) if len(weights) > 1 else table)
         else:
-            alpha = 1.0
-            m = evaluate(rerank(cands, scores + w * prior, rc["top_k"]), ctx.val_pairs)["map@25"]
+            alpha = fixed_alpha
+            ranked = blend(cands, scores + w * prior, alpha, rc["top_k"]) if alpha < 1.0 else \
+                rerank(cands, scores + w * prior, rc["top_k"])
+            m = evaluate(ranked, ctx.val_pairs)["map@25"]
         if best is None or m > best[0] + 1e-12:
             best = (m, w, alpha)
     return best[1], best[2], pd.concat(tables, ignore_index=True) if tables else None
@@ -489,7 +518,6 @@ def rerank_all(ctx: RunContext) -> dict:
 
     rc = rerank_config(ctx)
     out: dict = {}
-    alpha = 1.0
     parts = {"val": ctx.val_pairs, "test": ctx.test_pairs}
     scores, priors = {}, {}
     for part, pairs in parts.items():
@@ -497,11 +525,15 @@ def rerank_all(ctx: RunContext) -> dict:
         scores[part] = (cands, score_reranker(ctx, cands, pairs) if len(cands) else np.array([]))
         priors[part] = reranker_item_prior(ctx, cands) if len(cands) else np.array([])
     weights = _item_prior_weights(rc, any(np.any(p != 0) for p in priors.values()))
-    prior_weight = weights[0]
-    if len(ctx.val_pairs) and (rc["blend"] or len(weights) > 1):
+    prior_weight, fixed_alpha = weights[0], blend_setting(rc)
+    tuned = bool(len(ctx.val_pairs)) and (fixed_alpha is None or len(weights) > 1)
+    if tuned:
         prior_weight, alpha, table = _choose_prior_and_alpha(ctx, rc, *scores["val"], priors["val"], weights)
         if table is not None:
             out["blend_table"] = table
+    else:  # nothing to tune on (split full) or nothing to tune
+        alpha = UNTUNED_BLEND_ALPHA if fixed_alpha is None else fixed_alpha
+    out["choice"] = {"blend_alpha": alpha, "item_prior_weight": prior_weight, "tuned_on_validation": tuned}
     out["val_scores_without_prior"] = scores["val"][1]
     scores = {part: (c, s + prior_weight * priors[part]) for part, (c, s) in scores.items()}
     for part, (cands, s) in scores.items():
@@ -525,8 +557,9 @@ def rerank_all(ctx: RunContext) -> dict:
                    # per-question bootstrap of the MAP@25 gain (optimistic when alpha was tuned on these pairs)
                    "gain_ci": paired_bootstrap(per_query_ap(scores["val"][0], val), per_query_ap(out["val"], val),
                                                groups=val["QuestionId"].to_numpy(), seed=ctx.config["seed"])}
-        ctx.metrics("06_rerank", summary)
         out["summary"] = summary
+    # what infer / 07_export reproduce, also when there was no validation to tune on
+    ctx.metrics("06_rerank", {**out.get("summary", {}), **out["choice"]})
     return out
 
 
