@@ -3,10 +3,14 @@
 Per split: one round of mine -> fine-tune -> recall (the config's recipe), then each reranker
 variant is trained on that round's candidates and scored on validation. Reported per variant:
 MAP@25 of the retriever alone, of the reranker's own order (head reranked, tail kept), and of
-the retrieval/reranker blend tuned on validation (with its alpha), plus seconds.
+the retrieval/reranker blend tuned on validation (with its alpha), of the same tuning done
+out-of-fold (``cv_tuned_ap``: the honest estimate of the tuned gain), plus seconds.
+``--ensembles a+b`` also scores the z-scored mean of variants a and b.
 
     python benchmarks/bench_rerank.py --config configs/gpu.yaml --splits v1,v2          # GPU
     python benchmarks/bench_rerank.py --variants mean_minilm --splits v1 --limit-train 200  # CPU smoke
+    python benchmarks/bench_rerank.py --splits v2 --variants poe0.1_15neg_4ep,mean_embedder_15neg_8ep \
+        --ensembles poe0.1_15neg_4ep+mean_embedder_15neg_8ep --seed 2
 
 Results are written after every variant, so a run cut short keeps what it measured.
 """
@@ -20,6 +24,8 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -28,7 +34,7 @@ from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, 
 from utils import pipeline as P  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.metrics import paired_bootstrap, per_query_ap  # noqa: E402
-from utils.rerank import blend, rerank  # noqa: E402
+from utils.rerank import blend, combine, rerank, tune_blend  # noqa: E402
 
 # name -> rerank-config overrides on top of the config file's rerank section and SHORT (so a
 # variant means the same whatever the config's own epochs / negatives are); "default" = MiniLM.
@@ -89,6 +95,44 @@ def _by_gold_seen(rankings: dict, val, train) -> dict:
     return out
 
 
+def _head_to_rows(cands, head_scores, top_k: int) -> np.ndarray:
+    """Head-aligned scores spread over every candidate row (NaN past the head), so rows can be subset."""
+    full = np.full(len(cands), np.nan)
+    full[cands["rank"].to_numpy() <= top_k] = head_scores
+    return full
+
+
+def cv_tuned_ap(cands, scores, prior, weights, val, top_k: int, seed: int, folds: int = 2, repeats: int = 5) -> np.ndarray:
+    """Per-pair AP@25 of 06's tuning done honestly: prior weight and alpha tuned on the other folds.
+
+    Validation questions are dealt into ``folds``; each fold is ranked with the (weight, alpha)
+    that 06's grid search picks on the remaining questions. Averaged over ``repeats`` random
+    deals, this estimates what the tuned blend gains on unseen questions, without the optimism
+    of tuning and scoring on the same pairs. ``scores``/``prior`` are head-aligned.
+    """
+    rows_s, rows_p = _head_to_rows(cands, scores, top_k), _head_to_rows(cands, prior, top_k)
+    qids = val["QuestionId"].to_numpy()
+    questions = np.unique(qids)
+    cand_q = cands["QuestionId_Answer"].map(dict(zip(val["QuestionId_Answer"], qids))).to_numpy()
+    total = np.zeros(len(val))
+    rng = np.random.default_rng(seed)
+    for _ in range(repeats):
+        fold_of = dict(zip(questions, rng.permutation(len(questions)) % folds))
+        val_fold = np.array([fold_of[q] for q in qids])
+        cand_fold = np.array([fold_of.get(q, -1) for q in cand_q])
+        for f in range(folds):
+            tr_c, te_c = cand_fold != f, cand_fold == f
+            best = None
+            for w in weights:
+                a, m, _ = tune_blend(cands[tr_c], rows_s[tr_c] + w * rows_p[tr_c], val[val_fold != f], top_k)
+                if best is None or m > best[0] + 1e-12:
+                    best = (m, w, a)
+            _, w, a = best
+            ranked = blend(cands[te_c], rows_s[te_c] + w * rows_p[te_c], a, top_k)
+            total[val_fold == f] += per_query_ap(ranked, val[val_fold == f])
+    return total / repeats
+
+
 def _fmt(x) -> str:
     return "-" if x is None else f"{x:.3f}"
 
@@ -102,6 +146,7 @@ def main(argv=None) -> None:
     ap.add_argument("--model", default=None, help="embedder and cross-encoder init (default: bundled MiniLM)")
     ap.add_argument("--limit-train", type=int, default=None, help="smoke runs: keep N training questions' pairs")
     ap.add_argument("--seed", type=int, default=None, help="override the config's seed (split, mining, training)")
+    ap.add_argument("--ensembles", default="", help="comma-separated a+b combos of --variants to score as an ensemble")
     ap.add_argument("--work", default=None)
     ap.add_argument("--out", default=str(RESULTS / "bench_rerank.json"))
     args = ap.parse_args(argv)
@@ -132,10 +177,10 @@ def main(argv=None) -> None:
         t0 = time.perf_counter()
         P.mine(ctx)
         P.train(ctx)
-        ev = P.evaluate_embedders(ctx)
+        P.evaluate_embedders(ctx)
         P.recall_candidates(ctx)
         round_s = time.perf_counter() - t0
-        retrieval = P.evaluate(ev["finetuned"], ctx.val_pairs)
+        kept: dict = {}  # variant -> (val scores without prior, prior, prior weights tried)
         for name in args.variants.split(","):
             rc = {**base_rerank, **VARIANTS[name]}
             rc["model"] = model if rc["model"] == "default" else rc["model"]
@@ -143,48 +188,91 @@ def main(argv=None) -> None:
             t0 = time.perf_counter()
             P.train_reranker(ctx)
             t_train = time.perf_counter() - t0
-            log = (ctx.reranker_dir / "train_log.json").read_text()
+            log = json.loads((ctx.reranker_dir / "train_log.json").read_text())
             t0 = time.perf_counter()
             rr = P.rerank_all(ctx)
             t_score = time.perf_counter() - t0
+            cands = rr["candidates_val"]
+            prior = P.reranker_item_prior(ctx, cands)
+            weights = P._item_prior_weights(P.rerank_config(ctx), bool(np.any(prior != 0)))
+            kept[name] = (rr["val_scores_without_prior"], prior, weights)
             s = rr["summary"]
-            val = ctx.val_pairs
-            raw = rr["val_scores_without_prior"]  # the fixed-alpha blend scores the (debiased) model alone
-            fixed = blend(rr["candidates_val"], raw, FIXED_ALPHA, rc["top_k"])
-            fixed_ap = per_query_ap(fixed, val)
-            ci = paired_bootstrap(per_query_ap(rr["candidates_val"], val), fixed_ap, groups=val["QuestionId"].to_numpy())
-            ci_tuned = s["gain_ci"]  # 06's own interval for its tuned ranking
-            by_seen = _by_gold_seen({"retrieval": rr["candidates_val"], "reranker": rerank(rr["candidates_val"],
-                                     raw, rc["top_k"]), "blend": fixed, "tuned": rr["val"]}, val, ctx.train_pairs)
+            row, extra = _measure(ctx, cands, rr["val_scores_without_prior"], prior, weights, rr["val"], s, rc["top_k"])
+            row.update({"split": split, "variant": name, "s train": round(t_train, 1), "s score": round(t_score, 1)})
             detail[f"{split}/{name}"] = {"rerank_config": rc, "summary": s, "seconds_train": t_train,
-                                         "seconds_score": t_score, "round_seconds": round_s,
-                                         "train_log": json.loads(log), "gain_fixed_alpha": ci, "gain_tuned": ci_tuned, "by_gold_seen": by_seen, "blend_table": _records(rr.get("blend_table"))}
-            row = {"split": split, "variant": name, "seed": cfg["seed"], "val_pairs": len(ctx.val_pairs),
-                   "retrieval MAP@25": retrieval["map@25"],
-                   "reranker-only MAP@25": s["reranker_only"]["map@25"],
-                   "blend MAP@25": s["reranked"]["map@25"], "alpha": s["blend_alpha"],
-                   "prior weight": s.get("item_prior_weight", 0.0),
-                   f"blend@{FIXED_ALPHA} MAP@25": float(fixed_ap.mean()),
-                   f"gain@{FIXED_ALPHA} 95% CI": f"{ci['lo']:+.3f} .. {ci['hi']:+.3f}",
-                   "gain (tuned) 95% CI": f"{ci_tuned['lo']:+.3f} .. {ci_tuned['hi']:+.3f}",
-                   "gain (reranker-only)": s["reranker_only"]["map@25"] - retrieval["map@25"],
-                   "gain (blend)": s["reranked"]["map@25"] - retrieval["map@25"],
-                   "R@25": s["reranked"]["recall@25"],
-                   "unseen golds": f"{by_seen['unseen_share']:.0%}",
-                   "MAP unseen: retr / rerank / blend@0.5 / tuned": " / ".join(
-                       _fmt(by_seen[k]["unseen"]) for k in ("retrieval", "reranker", "blend", "tuned")),
-                   "MAP seen: retr / rerank / blend@0.5 / tuned": " / ".join(
-                       _fmt(by_seen[k]["seen"]) for k in ("retrieval", "reranker", "blend", "tuned")), "s train": round(t_train, 1), "s score": round(t_score, 1)}
-            print(row, flush=True)
-            result = {"machine": machine, "config": cfg, "data_dir": str(data_dir), "runs": detail}
-            write_results(args.out, result, "Cross-encoder variants on real data: retriever vs reranked (validation)",
-                          [row], notes=[f"config {args.config}; model {model}; variants: {run_variants}",
-                                 f"gain@{FIXED_ALPHA} 95% CI: MAP@25 gain of the blend at the fixed alpha over retrieval, "
-                                 "bootstrap over validation questions (utils.metrics.paired_bootstrap)",
-                                 "MAP unseen / seen: validation pairs whose gold misconception was not / was gold for a "
-                                 "training pair; retr = retrieval, rerank = reranker alone, blend at the fixed alpha, tuned = 06's ranking "
-                                 "(alpha and, with a fitted bias, its weight tuned on validation)"])
+                                         "seconds_score": t_score, "round_seconds": round_s, "train_log": log,
+                                         "blend_table": _records(rr.get("blend_table")), **extra}
+            _report(args, row, machine, cfg, data_dir, detail, run_variants, model)
+        for combo in filter(None, args.ensembles.split(",")):
+            members = combo.split("+")
+            if not set(members) <= set(kept):
+                raise SystemExit(f"ensemble {combo}: run its members ({members}) in --variants too")
+            cands = pd.read_parquet(ctx.run_dir / "candidates_val.parquet")
+            top_k = base_rerank.get("top_k", 25)
+            mixed = combine(cands, [kept[m][0] for m in members], top_k)
+            alpha, _, table = tune_blend(cands, mixed, ctx.val_pairs, top_k)
+            tuned = blend(cands, mixed, alpha, top_k)
+            s = {"retrieval": P.evaluate(cands, ctx.val_pairs), "reranker_only": P.evaluate(rerank(cands, mixed, top_k), ctx.val_pairs),
+                 "reranked": P.evaluate(tuned, ctx.val_pairs), "blend_alpha": alpha, "item_prior_weight": 0.0,
+                 "gain_ci": paired_bootstrap(per_query_ap(cands, ctx.val_pairs), per_query_ap(tuned, ctx.val_pairs),
+                                             groups=ctx.val_pairs["QuestionId"].to_numpy(), seed=cfg["seed"])}
+            row, extra = _measure(ctx, cands, mixed, np.zeros(len(mixed)), (0.0,), tuned, s, top_k)
+            row.update({"split": split, "variant": f"ensemble:{combo}"})
+            detail[f"{split}/ensemble:{combo}"] = {"members": members, "summary": s, "blend_table": _records(table), **extra}
+            _report(args, row, machine, cfg, data_dir, detail, run_variants, model)
 
+
+def _measure(ctx, cands, raw, prior, weights, tuned_ranking, s: dict, top_k: int) -> tuple[dict, dict]:
+    """(table row, detail) of one reranker's validation scores: fixed-alpha, tuned, cross-validated gains, seen/unseen."""
+    val = ctx.val_pairs
+    retrieval_ap = per_query_ap(cands, val)
+    groups = val["QuestionId"].to_numpy()
+    fixed = blend(cands, raw, FIXED_ALPHA, top_k)  # the (debiased) model alone, alpha chosen blind
+    fixed_ap = per_query_ap(fixed, val)
+    ci = paired_bootstrap(retrieval_ap, fixed_ap, groups=groups)
+    cv_ap = cv_tuned_ap(cands, raw, prior, weights, val, top_k, seed=ctx.config["seed"])
+    ci_cv = paired_bootstrap(retrieval_ap, cv_ap, groups=groups)
+    ci_tuned = s["gain_ci"]  # 06's own interval for its tuned ranking
+    by_seen = _by_gold_seen({"retrieval": cands, "reranker": rerank(cands, raw, top_k), "blend": fixed,
+                             "tuned": tuned_ranking}, val, ctx.train_pairs)
+    row = {"seed": ctx.config["seed"], "val_pairs": len(val),
+           "retrieval MAP@25": s["retrieval"]["map@25"],
+           "reranker-only MAP@25": s["reranker_only"]["map@25"],
+           "blend MAP@25": s["reranked"]["map@25"], "alpha": s["blend_alpha"],
+           "prior weight": s.get("item_prior_weight", 0.0),
+           f"blend@{FIXED_ALPHA} MAP@25": float(fixed_ap.mean()),
+           f"gain@{FIXED_ALPHA} 95% CI": f"{ci['lo']:+.3f} .. {ci['hi']:+.3f}",
+           "gain (tuned) 95% CI": f"{ci_tuned['lo']:+.3f} .. {ci_tuned['hi']:+.3f}",
+           "gain (cv-tuned)": ci_cv["gain"], "gain (cv-tuned) 95% CI": f"{ci_cv['lo']:+.3f} .. {ci_cv['hi']:+.3f}",
+           "gain (reranker-only)": s["reranker_only"]["map@25"] - s["retrieval"]["map@25"],
+           "gain (blend)": s["reranked"]["map@25"] - s["retrieval"]["map@25"],
+           "R@25": s["reranked"]["recall@25"],
+           "unseen golds": f"{by_seen['unseen_share']:.0%}",
+           "MAP unseen: retr / rerank / blend@0.5 / tuned": " / ".join(
+               _fmt(by_seen[k]["unseen"]) for k in ("retrieval", "reranker", "blend", "tuned")),
+           "MAP seen: retr / rerank / blend@0.5 / tuned": " / ".join(
+               _fmt(by_seen[k]["seen"]) for k in ("retrieval", "reranker", "blend", "tuned"))}
+    extra = {"gain_fixed_alpha": ci, "gain_tuned": ci_tuned, "gain_cv_tuned": ci_cv, "by_gold_seen": by_seen,
+             "per_query_ap": {"retrieval": retrieval_ap.tolist(), "tuned": per_query_ap(tuned_ranking, val).tolist(),
+                              "cv_tuned": cv_ap.tolist(), "fixed": fixed_ap.tolist()},
+             "val_questions": groups.tolist()}
+    return row, extra
+
+
+def _report(args, row: dict, machine: dict, cfg: dict, data_dir, detail: dict, run_variants: dict, model: str) -> None:
+    print(row, flush=True)
+    result = {"machine": machine, "config": cfg, "data_dir": str(data_dir), "runs": detail}
+    write_results(args.out, result, "Cross-encoder variants on real data: retriever vs reranked (validation)",
+                  [row], notes=[f"config {args.config}; model {model}; variants: {run_variants}; ensembles: {args.ensembles or '-'}",
+                                f"gain@{FIXED_ALPHA} 95% CI: MAP@25 gain of the blend at the fixed alpha over retrieval, "
+                                "bootstrap over validation questions (utils.metrics.paired_bootstrap)",
+                                "gain (cv-tuned): 06's prior weight and alpha tuned on half the validation questions and "
+                                "scored on the other half (2 folds, 5 random deals): the tuned gain without its optimism",
+                                "ensemble:a+b: the members' scores (without prior) z-scored per query and averaged, then "
+                                "blended with retrieval at a tuned alpha",
+                                "MAP unseen / seen: validation pairs whose gold misconception was not / was gold for a "
+                                "training pair; retr = retrieval, rerank = reranker alone, blend at the fixed alpha, tuned = 06's ranking "
+                                "(alpha and, with a fitted bias, its weight tuned on validation)"])
 
 if __name__ == "__main__":
     main()

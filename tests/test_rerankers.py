@@ -17,7 +17,7 @@ from tiny_models import make_tiny_encoder, synthetic_eedi  # noqa: E402
 from utils.cross_encoder import score_cross_encoder, train_cross_encoder  # noqa: E402
 from utils.embed import resolve_model  # noqa: E402
 from utils.metrics import evaluate  # noqa: E402
-from utils.rerank import blend, rerank, tune_blend  # noqa: E402
+from utils.rerank import blend, combine, rerank, tune_blend  # noqa: E402
 from utils.rerank_data import build_rerank_candidates, build_rerank_train  # noqa: E402
 
 torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
@@ -72,6 +72,22 @@ def test_rerank_keeps_tail_and_renumbers():
     pd.testing.assert_frame_equal(rerank(cands, full, top_k=3), out)
     with pytest.raises(ValueError):
         rerank(cands, head_scores[:4], top_k=3)
+
+
+def test_combine_averages_per_query_zscores():
+    cands = pd.DataFrame({Q: ["a"] * 3 + ["b"] * 3, "MisconceptionId": [1, 2, 3, 4, 5, 6],
+                          "rank": [1, 2, 3, 1, 2, 3], "score": [.9, .8, .7, .9, .8, .1]})
+    big = np.array([0.0, 10.0, 20.0, 5.0, 5.0, 8.0])  # one member on a large scale ...
+    small = np.array([0.3, 0.2, 0.1, 0.0, 0.0, 0.0])  # ... one flat, and constant in query b
+    z = np.sqrt(1.5)  # z-scores of (0, 10, 20) are (-z, 0, z); of (5, 5, 8): (-1/sqrt2, -1/sqrt2, sqrt2)
+    want = np.array([(-z + z) / 2, 0.0, (z - z) / 2,
+                     -0.5 / np.sqrt(2), -0.5 / np.sqrt(2), 0.5 * np.sqrt(2)])  # a constant query's z is 0
+    np.testing.assert_allclose(combine(cands, [big, small], top_k=3), want, atol=1e-12)
+    np.testing.assert_allclose(combine(cands, [big, small], top_k=3, weights=[3, 1])[:3],
+                               [-0.5 * z, 0.0, 0.5 * z], atol=1e-12)
+    np.testing.assert_allclose(combine(cands, [big[[0, 1, 3, 4]]], top_k=2), [-1, 1, 0, 0])  # head-aligned input
+    with pytest.raises(ValueError, match="weights"):
+        combine(cands, [big, small], weights=[1, -1])
 
 
 def test_blend_ends_and_tune_blend(eedi):

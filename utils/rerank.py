@@ -82,6 +82,29 @@ def blend(
     return _reorder(candidates, mask, mixed)
 
 
+def combine(
+    candidates: pd.DataFrame, member_scores: Sequence[np.ndarray], top_k: int = 25,
+    weights: Sequence[float] | None = None, norm: str = "zscore",
+) -> np.ndarray:
+    """Head scores of an ensemble: the weighted mean of each member's scores normalised per query.
+
+    Members' logits live on different scales (a debiased model is flatter than a plainly trained
+    one), so each is z-scored (or min-max scaled) within a query's head before averaging.
+    Returns one score per head row, in ``candidates`` order (``blend`` and ``rerank`` take it).
+    """
+    if not len(member_scores):
+        raise ValueError("combine: no member scores")
+    w = np.ones(len(member_scores)) if weights is None else np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(member_scores),) or (w < 0).any() or w.sum() <= 0:
+        raise ValueError(f"combine: need {len(member_scores)} non-negative weights with a positive sum, got {weights}")
+    mixed = None
+    for weight, scores in zip(w / w.sum(), member_scores):
+        mask, s = _head_scores(candidates, scores, top_k)
+        z = weight * _normalise(s, candidates[QUERY].to_numpy()[mask], norm)
+        mixed = z if mixed is None else mixed + z
+    return mixed
+
+
 def tune_blend(
     candidates: pd.DataFrame,
     rerank_scores: np.ndarray,
