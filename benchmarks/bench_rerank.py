@@ -4,7 +4,7 @@ Per split: one round of mine -> fine-tune -> recall (the config's recipe), then 
 variant is trained on that round's candidates and scored on validation. Reported per variant:
 MAP@25 of the retriever alone, of the reranker's own order (head reranked, tail kept), and of
 the retrieval/reranker blend tuned on validation (with its alpha), of the same tuning done
-out-of-fold (``cv_tuned_ap``: the honest estimate of the tuned gain), plus seconds.
+out-of-fold (``utils.rerank.out_of_fold_ap``: the honest estimate of the tuned gain), plus seconds.
 ``--ensembles a+b`` also scores the z-scored mean of variants a and b.
 
     python benchmarks/bench_rerank.py --config configs/gpu.yaml --splits v1,v2          # GPU
@@ -34,7 +34,7 @@ from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, 
 from utils import pipeline as P  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.metrics import paired_bootstrap, per_query_ap  # noqa: E402
-from utils.rerank import blend, combine, rerank, tune_blend  # noqa: E402
+from utils.rerank import blend, combine, out_of_fold_ap, rerank, tune_blend  # noqa: E402
 
 # name -> rerank-config overrides on top of the config file's rerank section and SHORT (so a
 # variant means the same whatever the config's own epochs / negatives are); "default" = MiniLM.
@@ -93,44 +93,6 @@ def _by_gold_seen(rankings: dict, val, train) -> dict:
         out[name] = {"seen": float(ap[seen].mean()) if seen.any() else None,
                      "unseen": float(ap[~seen].mean()) if (~seen).any() else None}
     return out
-
-
-def _head_to_rows(cands, head_scores, top_k: int) -> np.ndarray:
-    """Head-aligned scores spread over every candidate row (NaN past the head), so rows can be subset."""
-    full = np.full(len(cands), np.nan)
-    full[cands["rank"].to_numpy() <= top_k] = head_scores
-    return full
-
-
-def cv_tuned_ap(cands, scores, prior, weights, val, top_k: int, seed: int, folds: int = 2, repeats: int = 5) -> np.ndarray:
-    """Per-pair AP@25 of 06's tuning done honestly: prior weight and alpha tuned on the other folds.
-
-    Validation questions are dealt into ``folds``; each fold is ranked with the (weight, alpha)
-    that 06's grid search picks on the remaining questions. Averaged over ``repeats`` random
-    deals, this estimates what the tuned blend gains on unseen questions, without the optimism
-    of tuning and scoring on the same pairs. ``scores``/``prior`` are head-aligned.
-    """
-    rows_s, rows_p = _head_to_rows(cands, scores, top_k), _head_to_rows(cands, prior, top_k)
-    qids = val["QuestionId"].to_numpy()
-    questions = np.unique(qids)
-    cand_q = cands["QuestionId_Answer"].map(dict(zip(val["QuestionId_Answer"], qids))).to_numpy()
-    total = np.zeros(len(val))
-    rng = np.random.default_rng(seed)
-    for _ in range(repeats):
-        fold_of = dict(zip(questions, rng.permutation(len(questions)) % folds))
-        val_fold = np.array([fold_of[q] for q in qids])
-        cand_fold = np.array([fold_of.get(q, -1) for q in cand_q])
-        for f in range(folds):
-            tr_c, te_c = cand_fold != f, cand_fold == f
-            best = None
-            for w in weights:
-                a, m, _ = tune_blend(cands[tr_c], rows_s[tr_c] + w * rows_p[tr_c], val[val_fold != f], top_k)
-                if best is None or m > best[0] + 1e-12:
-                    best = (m, w, a)
-            _, w, a = best
-            ranked = blend(cands[te_c], rows_s[te_c] + w * rows_p[te_c], a, top_k)
-            total[val_fold == f] += per_query_ap(ranked, val[val_fold == f])
-    return total / repeats
 
 
 def _fmt(x) -> str:
@@ -230,7 +192,7 @@ def _measure(ctx, cands, raw, prior, weights, tuned_ranking, s: dict, top_k: int
     fixed = blend(cands, raw, FIXED_ALPHA, top_k)  # the (debiased) model alone, alpha chosen blind
     fixed_ap = per_query_ap(fixed, val)
     ci = paired_bootstrap(retrieval_ap, fixed_ap, groups=groups)
-    cv_ap = cv_tuned_ap(cands, raw, prior, weights, val, top_k, seed=ctx.config["seed"])
+    cv_ap = out_of_fold_ap(cands, raw, prior, weights, val, top_k, seed=ctx.config["seed"])
     ci_cv = paired_bootstrap(retrieval_ap, cv_ap, groups=groups)
     ci_tuned = s["gain_ci"]  # 06's own interval for its tuned ranking
     by_seen = _by_gold_seen({"retrieval": cands, "reranker": rerank(cands, raw, top_k), "blend": fixed,

@@ -123,6 +123,9 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "    g = s['gain_ci']\n"
                  "    print(f\"MAP@25 gain over retrieval: {g['gain']:+.4f} (95% bootstrap interval over questions \"\n"
                  "          f\"{g['lo']:+.4f} .. {g['hi']:+.4f}; optimistic when alpha was tuned on these pairs)\")\n"
+                 "    if 'gain_out_of_fold' in s:\n        o = s['gain_out_of_fold']\n"
+                 "        print(f\"... tuned out of fold (alpha chosen on the other half of the questions): {o['gain']:+.4f} \"\n"
+                 "              f\"({o['lo']:+.4f} .. {o['hi']:+.4f}), what to expect on new questions\")\n"
                  "    display(table.round(4))"),
         ("code", "if 'summary' in res:\n    plots.metric_bars(table, title='validation: retrieval vs reranked')\n"
                  "    plots.recall_curves({'retrieval': res['candidates_val'], 'reranked': res['val']}, ctx.val_pairs, max_k=50);"),

@@ -69,6 +69,9 @@ def test_metrics_are_real_numbers(finished_run):
     nb = json.loads((out / "round_1" / "06_rerank.ipynb").read_text())
     printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "MAP@25 gain over retrieval" in printed
+    oof = rr["gain_out_of_fold"]  # alpha tuned on the other questions (utils.rerank.out_of_fold_ap)
+    assert oof["lo"] <= oof["gain"] <= oof["hi"] and f"tuned out of fold (alpha chosen on the other half of the questions): " \
+        f"{oof['gain']:+.4f}" in printed
     assert rr["item_prior_weight"] == 0.0 and "item prior weight: 0.0" in printed  # no fitted bias by default
     assert m["08_fuse_submit"]["final"]["map@25"] == pytest.approx(rr["reranked"]["map@25"])  # one round: no fusion
 

@@ -100,7 +100,8 @@ def test_item_prior_weight_is_tuned_with_the_blend(ctx):
     """item_prior_weight "tune": 06 tries each weight of the grid with every blend alpha and keeps
     the best pair; the saved ranking is the blend of logit + weight * fitted bias."""
     from utils.cross_encoder import item_bias, score_cross_encoder
-    from utils.rerank import blend
+    from utils.metrics import per_query_ap
+    from utils.rerank import blend, out_of_fold_ap
     from utils.rerank_data import build_rerank_candidates
 
     ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "mining", "model": "default", "num_layers": 1,
@@ -128,6 +129,9 @@ def test_item_prior_weight_is_tuned_with_the_blend(ctx):
     expected = blend(cands, logits + w * prior, alpha, 5)
     got = res["val"]
     assert got[["QuestionId_Answer", "MisconceptionId"]].equals(expected[["QuestionId_Answer", "MisconceptionId"]])
+    # the same (weight, alpha) search done out of fold, against retrieval
+    oof = out_of_fold_ap(cands, logits, prior, P.ITEM_PRIOR_GRID, ctx.val_pairs, 5, seed=ctx.config["seed"])
+    assert s["gain_out_of_fold"]["gain"] == pytest.approx(oof.mean() - per_query_ap(cands, ctx.val_pairs).mean())
     ctx.config["rerank"]["item_prior_weight"] = "strong"
     with pytest.raises(ValueError, match="item_prior_weight 'strong'"):
         P.rerank_all(ctx)

@@ -16,8 +16,8 @@ from tiny_models import make_tiny_encoder, synthetic_eedi  # noqa: E402
 
 from utils.cross_encoder import score_cross_encoder, train_cross_encoder  # noqa: E402
 from utils.embed import resolve_model  # noqa: E402
-from utils.metrics import evaluate  # noqa: E402
-from utils.rerank import blend, combine, rerank, tune_blend  # noqa: E402
+from utils.metrics import evaluate, per_query_ap  # noqa: E402
+from utils.rerank import blend, combine, out_of_fold_ap, rerank, tune_blend, tune_prior_and_blend  # noqa: E402
 from utils.rerank_data import build_rerank_candidates, build_rerank_train  # noqa: E402
 
 torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
@@ -88,6 +88,27 @@ def test_combine_averages_per_query_zscores():
     np.testing.assert_allclose(combine(cands, [big[[0, 1, 3, 4]]], top_k=2), [-1, 1, 0, 0])  # head-aligned input
     with pytest.raises(ValueError, match="weights"):
         combine(cands, [big, small], weights=[1, -1])
+
+
+def test_out_of_fold_tuning_is_not_optimistic():
+    """Two questions: the reranker is right on the first, wrong on the second. Tuned on both, alpha
+    0.4 wins (q1 AP 1/2, q2 AP 1: MAP 0.75); out of fold, each question is ranked with the alpha
+    the other prefers: q2's 0 for q1 (AP 1/3), q1's 0.6 (gold first) for q2 (AP 1/2)."""
+    cands = pd.DataFrame({Q: ["1_A"] * 3 + ["2_A"] * 3, "MisconceptionId": [1, 2, 3, 4, 5, 6],
+                          "rank": [1, 2, 3, 1, 2, 3], "score": [.9, .8, .7, .9, .8, .7]})
+    pairs = pd.DataFrame({Q: ["1_A", "2_A"], "QuestionId": [1, 2], "MisconceptionId": [3, 4]})
+    scores = np.array([0.0, 0.0, 5.0, 0.0, 1.0, 5.0])  # q1: gold (3) on top; q2: gold (4) at the bottom
+    w, alpha, best, table = tune_prior_and_blend(cands, scores, np.zeros(6), [0.0], pairs, top_k=3)
+    assert (w, alpha) == (0.0, pytest.approx(0.4)) and best == pytest.approx(0.75) and len(table) == 11
+    oof = out_of_fold_ap(cands, scores, np.zeros(6), [0.0], pairs, top_k=3, repeats=3)
+    np.testing.assert_allclose(oof, [1 / 3, 1 / 2])
+    # nothing tuned (fixed alpha, one weight): out of fold = in sample
+    fixed = per_query_ap(blend(cands, scores, 0.3, 3), pairs)
+    np.testing.assert_allclose(out_of_fold_ap(cands, scores, np.zeros(6), [0.0], pairs, top_k=3, alpha=0.3), fixed)
+    # the prior weight is chosen like alpha: a prior that undoes q2's error wins on q2 alone
+    prior = np.array([0.0, 0.0, 0.0, 10.0, 0.0, 0.0])
+    w, alpha, best, _ = tune_prior_and_blend(cands, scores, prior, [0.0, 1.0], pairs, top_k=3, alpha=1.0)
+    assert (w, alpha, best) == (1.0, 1.0, 1.0)
 
 
 def test_blend_ends_and_tune_blend(eedi):

@@ -491,30 +491,9 @@ def blend_setting(rc: dict) -> float | None:
     return alpha
 
 
-def _choose_prior_and_alpha(ctx: RunContext, rc: dict, cands: pd.DataFrame, scores: np.ndarray,
-                            prior: np.ndarray, weights: tuple[float, ...]) -> tuple[float, float, pd.DataFrame | None]:
-    """(item-prior weight, blend alpha, blend table) with the best validation MAP@25; ties keep the smaller weight."""
-    from .rerank import blend, rerank, tune_blend
-
-    tables, best = [], None
-    fixed_alpha = blend_setting(rc)
-    for w in weights:
-        if fixed_alpha is None:
-            alpha, m, table = tune_blend(cands, scores + w * prior, ctx.val_pairs, rc["top_k"])
-            tables.append(table.assign(item_prior_weight=w) if len(weights) > 1 else table)
-        else:
-            alpha = fixed_alpha
-            ranked = blend(cands, scores + w * prior, alpha, rc["top_k"]) if alpha < 1.0 else \
-                rerank(cands, scores + w * prior, rc["top_k"])
-            m = evaluate(ranked, ctx.val_pairs)["map@25"]
-        if best is None or m > best[0] + 1e-12:
-            best = (m, w, alpha)
-    return best[1], best[2], pd.concat(tables, ignore_index=True) if tables else None
-
-
 def rerank_all(ctx: RunContext) -> dict:
     """Rerank validation and test candidates; tune the blend (and the item-prior weight) on validation; save rankings."""
-    from .rerank import blend, rerank
+    from .rerank import blend, out_of_fold_ap, rerank, tune_prior_and_blend
 
     rc = rerank_config(ctx)
     out: dict = {}
@@ -528,7 +507,8 @@ def rerank_all(ctx: RunContext) -> dict:
     prior_weight, fixed_alpha = weights[0], blend_setting(rc)
     tuned = bool(len(ctx.val_pairs)) and (fixed_alpha is None or len(weights) > 1)
     if tuned:
-        prior_weight, alpha, table = _choose_prior_and_alpha(ctx, rc, *scores["val"], priors["val"], weights)
+        prior_weight, alpha, _, table = tune_prior_and_blend(*scores["val"], priors["val"], weights, ctx.val_pairs,
+                                                             rc["top_k"], fixed_alpha)
         if table is not None:
             out["blend_table"] = table
     else:  # nothing to tune on (split full) or nothing to tune
@@ -550,13 +530,17 @@ def rerank_all(ctx: RunContext) -> dict:
         val = ctx.val_pairs
         reranked_only = rerank(scores["val"][0], scores["val"][1], rc["top_k"])
         out["val_scores"] = scores["val"][1]
+        retrieval_ap, groups, seed = per_query_ap(scores["val"][0], val), val["QuestionId"].to_numpy(), ctx.config["seed"]
         summary = {"retrieval": evaluate(scores["val"][0], val),
                    "reranker_only": evaluate(reranked_only, val),
                    "reranked": evaluate(out["val"], val), "blend_alpha": alpha,
                    "item_prior_weight": prior_weight,
                    # per-question bootstrap of the MAP@25 gain (optimistic when alpha was tuned on these pairs)
-                   "gain_ci": paired_bootstrap(per_query_ap(scores["val"][0], val), per_query_ap(out["val"], val),
-                                               groups=val["QuestionId"].to_numpy(), seed=ctx.config["seed"])}
+                   "gain_ci": paired_bootstrap(retrieval_ap, per_query_ap(out["val"], val), groups=groups, seed=seed)}
+        if tuned and len(np.unique(groups)) >= 2:  # the same tuning done out of fold: the gain to expect on new questions
+            oof = out_of_fold_ap(scores["val"][0], out["val_scores_without_prior"], priors["val"], weights, val,
+                                 rc["top_k"], fixed_alpha, seed=seed)
+            summary["gain_out_of_fold"] = paired_bootstrap(retrieval_ap, oof, groups=groups, seed=seed)
         out["summary"] = summary
     # what infer / 07_export reproduce, also when there was no validation to tune on
     ctx.metrics("06_rerank", {**out.get("summary", {}), **out["choice"]})

@@ -12,7 +12,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from utils.metrics import evaluate
+from utils.metrics import evaluate, per_query_ap
 
 QUERY = "QuestionId_Answer"
 ITEM = "MisconceptionId"
@@ -126,3 +126,73 @@ def tune_blend(
     table = pd.DataFrame(rows)
     best = table.loc[table["map@25"].idxmax()]  # idxmax returns the first (smallest) alpha on ties
     return float(best["alpha"]), float(best["map@25"]), table
+
+
+def _final(candidates: pd.DataFrame, scores: np.ndarray, alpha: float, top_k: int) -> pd.DataFrame:
+    return blend(candidates, scores, alpha, top_k) if alpha < 1.0 else rerank(candidates, scores, top_k)
+
+
+def tune_prior_and_blend(
+    candidates: pd.DataFrame, scores: np.ndarray, prior: np.ndarray, weights: Sequence[float],
+    pairs: pd.DataFrame, top_k: int = 25, alpha: float | None = None,
+) -> tuple[float, float, float, pd.DataFrame | None]:
+    """Best (prior weight, alpha) for the score ``scores + weight * prior`` on labelled ``pairs``.
+
+    ``alpha=None`` tunes the blend for every weight (``tune_blend``); a number keeps it fixed.
+    Ties keep the smaller weight. Returns ``(weight, alpha, map@25, table)``; ``table`` (one row
+    per weight and alpha) only when alpha was tuned.
+    """
+    scores, prior = np.asarray(scores, np.float64), np.asarray(prior, np.float64)
+    tables, best = [], None
+    for w in weights:
+        if alpha is None:
+            a, m, table = tune_blend(candidates, scores + w * prior, pairs, top_k)
+            tables.append(table.assign(item_prior_weight=w) if len(weights) > 1 else table)
+        else:
+            a, m = alpha, evaluate(_final(candidates, scores + w * prior, alpha, top_k), pairs)["map@25"]
+        if best is None or m > best[2] + 1e-12:
+            best = (float(w), float(a), float(m))
+    return (*best, pd.concat(tables, ignore_index=True) if tables else None)
+
+
+def _spread(candidates: pd.DataFrame, scores: np.ndarray, top_k: int) -> np.ndarray:
+    """Scores over every candidate row (NaN past the head), so that rows can be subset by query."""
+    mask, s = _head_scores(candidates, scores, top_k)
+    full = np.full(len(candidates), np.nan)
+    full[mask] = s
+    return full
+
+
+def out_of_fold_ap(
+    candidates: pd.DataFrame, scores: np.ndarray, prior: np.ndarray, weights: Sequence[float],
+    pairs: pd.DataFrame, top_k: int = 25, alpha: float | None = None,
+    folds: int = 2, repeats: int = 5, seed: int = 0,
+) -> np.ndarray:
+    """Per-pair AP@25 (``pairs`` order) of ``tune_prior_and_blend``'s choice made out of fold.
+
+    Questions are dealt into ``folds``; each fold is ranked with the (weight, alpha) tuned on the
+    other folds' questions, and AP is averaged over ``repeats`` random deals. Its mean estimates
+    what the tuned blend gains on new questions, without the optimism of tuning and scoring on
+    the same pairs. (Written here because the choice spans two knobs and whole questions.)
+    """
+    pairs = pairs[pairs[ITEM].notna()].reset_index(drop=True)
+    rows_s, rows_p = _spread(candidates, scores, top_k), _spread(candidates, prior, top_k)
+    qids = pairs["QuestionId"].to_numpy()
+    question_of = dict(zip(pairs[QUERY], qids))
+    questions = np.unique(qids)
+    if len(questions) < folds:
+        raise ValueError(f"out_of_fold_ap: {len(questions)} questions for {folds} folds")
+    cand_q = candidates[QUERY].map(question_of).to_numpy()
+    total = np.zeros(len(pairs))
+    rng = np.random.default_rng(seed)
+    for _ in range(repeats):
+        fold_of = dict(zip(questions, rng.permutation(len(questions)) % folds))
+        pair_fold = np.array([fold_of[q] for q in qids])
+        cand_fold = np.array([fold_of.get(q, -1) for q in cand_q])
+        for f in range(folds):
+            fit, held = cand_fold != f, cand_fold == f
+            w, a, _, _ = tune_prior_and_blend(candidates[fit], rows_s[fit], rows_p[fit], weights,
+                                              pairs[pair_fold != f], top_k, alpha)
+            ranked = _final(candidates[held], rows_s[held] + w * rows_p[held], a, top_k)
+            total[pair_fold == f] += per_query_ap(ranked, pairs[pair_fold == f])
+    return total / repeats
