@@ -65,6 +65,9 @@ VARIANTS = {
     "poe0.1_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.1},
     "poe1_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 1.0},
     "poe0.1_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "item_bias_l2": 0.1},
+    # the same, reranking (and drawing training negatives from) the top 50 instead of the config's top_k
+    "poe0.1_15neg_4ep_top50": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "item_bias_l2": 0.1,
+                               "top_k": 50},
     "poe0.01_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.01},
     "poe0.01_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "item_bias_l2": 0.01},
     "crossfit3_poe0.1_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.1,
