@@ -145,7 +145,7 @@ def main(argv=None) -> None:
         P.evaluate_embedders(ctx)
         P.recall_candidates(ctx)
         round_s = time.perf_counter() - t0
-        kept: dict = {}  # variant -> (val scores without prior, prior, prior weights tried)
+        kept: dict = {}  # variant -> validation scores without the item prior (for --ensembles)
         for name in args.variants.split(","):
             rc = {**base_rerank, **VARIANTS[name]}
             rc["model"] = model if rc["model"] == "default" else rc["model"]
@@ -157,12 +157,10 @@ def main(argv=None) -> None:
             t0 = time.perf_counter()
             rr = P.rerank_all(ctx)
             t_score = time.perf_counter() - t0
-            cands = rr["candidates_val"]
-            prior = P.reranker_item_prior(ctx, cands)
-            weights = P._item_prior_weights(P.rerank_config(ctx), bool(np.any(prior != 0)))
-            kept[name] = (rr["val_scores_without_prior"], prior, weights)
+            kept[name] = rr["val_scores_without_prior"]
             s = rr["summary"]
-            row, extra = _measure(ctx, cands, rr["val_scores_without_prior"], prior, weights, rr["val"], s, rc["top_k"])
+            row, extra = _measure(ctx, rr["candidates_val"], rr["val_scores_without_prior"], rr["val"],
+                                  rr["val_ap_out_of_fold"], s, rc["top_k"])
             row.update({"split": split, "variant": name, "s train": round(t_train, 1), "s score": round(t_score, 1)})
             detail[f"{split}/{name}"] = {"rerank_config": rc, "summary": s, "seconds_train": t_train,
                                          "seconds_score": t_score, "round_seconds": round_s, "train_log": log,
@@ -174,28 +172,31 @@ def main(argv=None) -> None:
                 raise SystemExit(f"ensemble {combo}: run its members ({members}) in --variants too")
             cands = pd.read_parquet(ctx.run_dir / "candidates_val.parquet")
             top_k = base_rerank.get("top_k", 25)
-            mixed = combine(cands, [kept[m][0] for m in members], top_k)
+            mixed = combine(cands, [kept[m] for m in members], top_k)
             alpha, _, table = tune_blend(cands, mixed, ctx.val_pairs, top_k)
             tuned = blend(cands, mixed, alpha, top_k)
             s = {"retrieval": P.evaluate(cands, ctx.val_pairs), "reranker_only": P.evaluate(rerank(cands, mixed, top_k), ctx.val_pairs),
                  "reranked": P.evaluate(tuned, ctx.val_pairs), "blend_alpha": alpha, "item_prior_weight": 0.0,
                  "gain_ci": paired_bootstrap(per_query_ap(cands, ctx.val_pairs), per_query_ap(tuned, ctx.val_pairs),
                                              groups=ctx.val_pairs["QuestionId"].to_numpy(), seed=cfg["seed"])}
-            row, extra = _measure(ctx, cands, mixed, np.zeros(len(mixed)), (0.0,), tuned, s, top_k)
+            cv_ap = out_of_fold_ap(cands, mixed, np.zeros(len(mixed)), (0.0,), ctx.val_pairs, top_k, seed=cfg["seed"])
+            row, extra = _measure(ctx, cands, mixed, tuned, cv_ap, s, top_k)
             row.update({"split": split, "variant": f"ensemble:{combo}"})
             detail[f"{split}/ensemble:{combo}"] = {"members": members, "summary": s, "blend_table": _records(table), **extra}
             _report(args, row, machine, cfg, data_dir, detail, run_variants, model)
 
 
-def _measure(ctx, cands, raw, prior, weights, tuned_ranking, s: dict, top_k: int) -> tuple[dict, dict]:
-    """(table row, detail) of one reranker's validation scores: fixed-alpha, tuned, cross-validated gains, seen/unseen."""
+def _measure(ctx, cands, raw, tuned_ranking, cv_ap, s: dict, top_k: int) -> tuple[dict, dict]:
+    """(table row, detail) of one reranker's validation scores: fixed-alpha, tuned, out-of-fold gains, seen/unseen.
+
+    ``cv_ap``: per-pair AP of the tuning done out of fold (06's ``val_ap_out_of_fold``).
+    """
     val = ctx.val_pairs
     retrieval_ap = per_query_ap(cands, val)
     groups = val["QuestionId"].to_numpy()
     fixed = blend(cands, raw, FIXED_ALPHA, top_k)  # the (debiased) model alone, alpha chosen blind
     fixed_ap = per_query_ap(fixed, val)
     ci = paired_bootstrap(retrieval_ap, fixed_ap, groups=groups)
-    cv_ap = out_of_fold_ap(cands, raw, prior, weights, val, top_k, seed=ctx.config["seed"])
     ci_cv = paired_bootstrap(retrieval_ap, cv_ap, groups=groups)
     ci_tuned = s["gain_ci"]  # 06's own interval for its tuned ranking
     by_seen = _by_gold_seen({"retrieval": cands, "reranker": rerank(cands, raw, top_k), "blend": fixed,

@@ -18,10 +18,11 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS  # noqa: E402
+
+from utils.metrics import bootstrap_means  # noqa: E402
 
 SYSTEMS = ("fixed", "tuned", "cv_tuned")
 
@@ -33,10 +34,7 @@ def pooled_gain(runs: list[dict], system: str, n_boot: int = 2000, seed: int = 0
     for run in runs:
         ap = run["per_query_ap"]
         diff = np.asarray(ap[system]) - np.asarray(ap["retrieval"])
-        keys = pd.factorize(np.asarray(run["val_questions"]))[0]
-        sums, counts = np.bincount(keys, diff), np.bincount(keys)
-        pick = rng.integers(0, len(sums), size=(n_boot, len(sums)))
-        boots += sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+        boots += bootstrap_means(diff, run["val_questions"], n_boot, rng)
         means.append(float(diff.mean()))
     boots /= len(runs)
     return {"gain": float(np.mean(means)), "lo": float(np.percentile(boots, 2.5)), "hi": float(np.percentile(boots, 97.5)),

@@ -261,7 +261,7 @@ def infer(
     Recall top-K with ``models_dir/embedder``; when ``models_dir/reranker`` exists, rerank the
     head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one).
     """
-    from .rerank import blend, rerank
+    from .rerank import final_ranking
     from .submission import write_submission
 
     ctx = inference_context(data_dir, models_dir, out_dir, config_path)
@@ -286,7 +286,7 @@ def infer(
         scores = P.score_reranker(ctx, ranking, ctx.test_pairs)
         if prior_weight:
             scores = scores + prior_weight * P.reranker_item_prior(ctx, ranking)
-        ranking = blend(ranking, scores, alpha, rc["top_k"]) if alpha < 1.0 else rerank(ranking, scores, rc["top_k"])
+        ranking = final_ranking(ranking, scores, alpha, rc["top_k"])
         _free_memory()
     out = write_submission(ranking, ctx.test_pairs["QuestionId_Answer"].tolist(), P.corpus_ids(ctx).tolist(),
                            Path(out_dir) / "submission.csv", k_sub)

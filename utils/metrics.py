@@ -96,6 +96,15 @@ def per_query_ap(ranking: pd.DataFrame, pairs: pd.DataFrame, k: int = 25) -> np.
     return np.array([apk(p, g, k) for p, g in zip(preds, labelled[ITEM].astype(int).tolist())], dtype=np.float64)
 
 
+def bootstrap_means(values: np.ndarray, groups: Sequence | None, n_boot: int, rng: np.random.Generator) -> np.ndarray:
+    """``n_boot`` means of ``values`` over resamples of whole ``groups`` (of single values when None)."""
+    values = np.asarray(values, np.float64)
+    keys = np.arange(len(values)) if groups is None else pd.factorize(np.asarray(groups))[0]
+    sums, counts = np.bincount(keys, values), np.bincount(keys)
+    pick = rng.integers(0, len(sums), size=(n_boot, len(sums)))
+    return sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+
+
 def paired_bootstrap(
     a: np.ndarray, b: np.ndarray, groups: Sequence | None = None, n_boot: int = 2000, seed: int = 0, level: float = 0.95
 ) -> dict:
@@ -109,11 +118,7 @@ def paired_bootstrap(
     if a.shape != b.shape or a.ndim != 1 or len(a) == 0:
         raise ValueError(f"need two equal-length, non-empty score vectors, got {a.shape} and {b.shape}")
     diff = b - a
-    keys = np.arange(len(diff)) if groups is None else pd.factorize(np.asarray(groups))[0]
-    sums, counts = np.bincount(keys, diff), np.bincount(keys)
-    rng = np.random.default_rng(seed)
-    pick = rng.integers(0, len(sums), size=(n_boot, len(sums)))
-    boot = sums[pick].sum(axis=1) / counts[pick].sum(axis=1)
+    boot = bootstrap_means(diff, groups, n_boot, np.random.default_rng(seed))
     tail = (1.0 - level) / 2 * 100
     return {"gain": float(diff.mean()), "lo": float(np.percentile(boot, tail)), "hi": float(np.percentile(boot, 100 - tail)),
             "p_worse": float((boot <= 0).mean())}

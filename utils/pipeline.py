@@ -495,7 +495,7 @@ def blend_setting(rc: dict) -> float | None:
 
 def rerank_all(ctx: RunContext) -> dict:
     """Rerank validation and test candidates; tune the blend (and the item-prior weight) on validation; save rankings."""
-    from .rerank import blend, out_of_fold_ap, rerank, tune_prior_and_blend
+    from .rerank import final_ranking, out_of_fold_ap, rerank, tune_prior_and_blend
 
     rc = rerank_config(ctx)
     out: dict = {}
@@ -519,12 +519,7 @@ def rerank_all(ctx: RunContext) -> dict:
     out["val_scores_without_prior"] = scores["val"][1]
     scores = {part: (c, s + prior_weight * priors[part]) for part, (c, s) in scores.items()}
     for part, (cands, s) in scores.items():
-        if len(cands) == 0:
-            ranking = cands
-        elif alpha < 1.0:
-            ranking = blend(cands, s, alpha, rc["top_k"])
-        else:
-            ranking = rerank(cands, s, rc["top_k"])
+        ranking = final_ranking(cands, s, alpha, rc["top_k"]) if len(cands) else cands
         io.write_parquet(ctx.run_dir / f"rerank_{part}.parquet", ranking)
         out[part] = ranking
         out[f"candidates_{part}"] = cands
@@ -543,6 +538,7 @@ def rerank_all(ctx: RunContext) -> dict:
             oof = out_of_fold_ap(scores["val"][0], out["val_scores_without_prior"], priors["val"], weights, val,
                                  rc["top_k"], fixed_alpha, seed=seed)
             summary["gain_out_of_fold"] = paired_bootstrap(retrieval_ap, oof, groups=groups, seed=seed)
+            out["val_ap_out_of_fold"] = oof
         out["summary"] = summary
     # what infer / 07_export reproduce, also when there was no validation to tune on
     ctx.metrics("06_rerank", {**out.get("summary", {}), **out["choice"]})

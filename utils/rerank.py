@@ -128,7 +128,8 @@ def tune_blend(
     return float(best["alpha"]), float(best["map@25"]), table
 
 
-def _final(candidates: pd.DataFrame, scores: np.ndarray, alpha: float, top_k: int) -> pd.DataFrame:
+def final_ranking(candidates: pd.DataFrame, scores: np.ndarray, alpha: float, top_k: int = 25) -> pd.DataFrame:
+    """06's ranking: the blend at ``alpha``, or the reranker's own order when ``alpha`` is 1."""
     return blend(candidates, scores, alpha, top_k) if alpha < 1.0 else rerank(candidates, scores, top_k)
 
 
@@ -149,7 +150,7 @@ def tune_prior_and_blend(
             a, m, table = tune_blend(candidates, scores + w * prior, pairs, top_k)
             tables.append(table.assign(item_prior_weight=w) if len(weights) > 1 else table)
         else:
-            a, m = alpha, evaluate(_final(candidates, scores + w * prior, alpha, top_k), pairs)["map@25"]
+            a, m = alpha, evaluate(final_ranking(candidates, scores + w * prior, alpha, top_k), pairs)["map@25"]
         if best is None or m > best[2] + 1e-12:
             best = (float(w), float(a), float(m))
     return (*best, pd.concat(tables, ignore_index=True) if tables else None)
@@ -193,6 +194,6 @@ def out_of_fold_ap(
             fit, held = cand_fold != f, cand_fold == f
             w, a, _, _ = tune_prior_and_blend(candidates[fit], rows_s[fit], rows_p[fit], weights,
                                               pairs[pair_fold != f], top_k, alpha)
-            ranked = _final(candidates[held], rows_s[held] + w * rows_p[held], a, top_k)
+            ranked = final_ranking(candidates[held], rows_s[held] + w * rows_p[held], a, top_k)
             total[pair_fold == f] += per_query_ap(ranked, pairs[pair_fold == f])
     return total / repeats
