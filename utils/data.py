@@ -7,6 +7,7 @@ Every validation error names the file, the column and the row.
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,10 +57,34 @@ def _require_columns(df: pd.DataFrame, path: Path, columns: list[str]) -> None:
         raise DataError(f"{path}: missing column(s) {missing}; found {list(df.columns)}")
 
 
+def _read_csv(path: Path) -> pd.DataFrame:
+    """``pd.read_csv`` whose errors name the file.
+
+    Non-UTF-8 bytes are an error naming the line (header = line 1), never a fallback to
+    another encoding: a guessed encoding can silently mis-decode the text that gets embedded.
+    """
+    try:
+        return pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: empty file (no header row)") from None
+    except UnicodeDecodeError as e:
+        raise DataError(f"{path}: {_first_bad_utf8(path) or e}; re-save the file as UTF-8") from None
+
+
+def _first_bad_utf8(path: Path) -> str | None:
+    # Physical lines (b"\n" never occurs inside a UTF-8 sequence), so an editor opens the file there.
+    for n, line in enumerate(path.read_bytes().split(b"\n"), start=1):
+        try:
+            line.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return f"line {n}, column {e.start + 1}: byte 0x{line[e.start]:02x} is not UTF-8"
+    return None
+
+
 def read_misconceptions(path: str | Path) -> pd.DataFrame:
     """Read and validate ``misconception_mapping.csv``."""
     path = Path(path)
-    df = pd.read_csv(path)
+    df = _read_csv(path)
     _require_columns(df, path, MAPPING_COLUMNS)
     ids = pd.to_numeric(df["MisconceptionId"], errors="coerce")
     bad = ids.isna() | (ids % 1 != 0)
@@ -81,7 +106,7 @@ def read_misconceptions(path: str | Path) -> pd.DataFrame:
 def read_questions(path: str | Path, *, labelled: bool, valid_ids: set[int] | None = None) -> pd.DataFrame:
     """Read and validate a wide questions file (``train.csv`` or ``test.csv``)."""
     path = Path(path)
-    df = pd.read_csv(path)
+    df = _read_csv(path)
     if len(df) == 0:
         raise DataError(f"{path}: no rows")
     _require_columns(df, path, BASE_COLUMNS + (LABEL_COLUMNS if labelled else []))
@@ -121,6 +146,10 @@ def read_questions(path: str | Path, *, labelled: bool, valid_ids: set[int] | No
                         "is not in misconception_mapping.csv"
                     )
             df[col] = ids.astype("Int64")
+        wrong = pd.concat([df[f"Misconception{a}Id"].notna() & (correct != a) for a in ANSWERS], axis=1)
+        if not wrong.to_numpy().any():
+            raise DataError(f"{path}: no labelled training pairs: "
+                            f"{', '.join(LABEL_COLUMNS)} are empty for every wrong answer")
     return df
 
 
@@ -136,12 +165,22 @@ def load_competition(data_dir: str | Path, require_test: bool = False) -> Compet
     test = None
     if (data_dir / "test.csv").exists():
         test = read_questions(data_dir / "test.csv", labelled=False)
+        _warn_overlap(data_dir / "test.csv", test, train)
     elif require_test:
         raise DataError(f"{data_dir / 'test.csv'}: file not found (needed to predict)")
     sample = None
     if (data_dir / "sample_submission.csv").exists():
-        sample = pd.read_csv(data_dir / "sample_submission.csv")
+        sample = _read_csv(data_dir / "sample_submission.csv")
     return Competition(data_dir, train, misconceptions, test, sample)
+
+
+def _warn_overlap(path: Path, test: pd.DataFrame, train: pd.DataFrame) -> None:
+    """Warn when test questions are also training questions (Kaggle's test never overlaps train)."""
+    both = sorted(int(q) for q in set(test["QuestionId"]) & set(train["QuestionId"]))
+    if both:
+        more = f" (+{len(both) - 5} more)" if len(both) > 5 else ""
+        warnings.warn(f"{path}: {len(both)} QuestionId(s) also in train.csv: {both[:5]}{more}; "
+                      "Kaggle's test never overlaps train", UserWarning, stacklevel=3)
 
 
 def to_pairs(questions: pd.DataFrame, template: str = DEFAULT_QUERY_TEMPLATE) -> pd.DataFrame:

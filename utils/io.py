@@ -1,6 +1,8 @@
 """Atomic artifact writing: write to a temp file beside the target, then rename.
 
-An interrupted run therefore never leaves a half-written file that looks complete.
+An interrupted run therefore never leaves a half-written file that looks complete. Temp files
+and folders are created with modes 0666 / 0777 less the umask, like any tool's output (not
+``tempfile``'s private 0600 / 0700, which the rename would carry onto the result).
 """
 
 from __future__ import annotations
@@ -8,12 +10,28 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pandas as pd
+
+
+def _new_tmp(path: Path, create: Callable[[Path], None]) -> Path:
+    """Create a fresh ``.<name>.<random>.tmp`` beside ``path`` with ``create`` (which must not overwrite)."""
+    for _ in range(100):
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            create(tmp)
+            return tmp
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name for {path.name}")
+
+
+def _create_file(tmp: Path) -> None:
+    os.close(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))  # the umask applies
 
 
 @contextlib.contextmanager
@@ -21,9 +39,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = _new_tmp(path, _create_file)
     try:
         yield tmp_path
         os.replace(tmp_path, path)
@@ -37,7 +53,7 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary directory; on success it replaces ``path`` (old one removed)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    tmp = _new_tmp(path, lambda p: p.mkdir(0o777))  # the umask applies
     try:
         yield tmp
         if path.exists():
