@@ -9,8 +9,9 @@ The model is any encoder checkpoint (default: the bundled all-MiniLM-L6-v2) with
   scale 1 — i.e. exactly CE over [gold, neg_1, ..., neg_n] logits.
 
 Training uses the CrossEncoder trainer (dynamic padding through its collator; fp32 master
-weights with bf16 autocast on CUDA, fp32 on CPU); losses per step are written to
-``train_log.json`` next to the model. Scoring loads the weights in bf16 on CUDA.
+weights with bf16 autocast on CUDA, fp16 + loss scaling on GPUs without bf16, fp32 on CPU);
+losses per step are written to ``train_log.json`` next to the model. Scoring loads the weights
+in ``utils.embed.cuda_dtype()`` (bf16, else fp16) on CUDA.
 
 Heads (``head``):
 
@@ -104,21 +105,21 @@ def load_cross_encoder(
 
     A folder holding a cross-encoder is loaded as it is; any other encoder (path or hub id)
     gets a fresh ``head`` (``mean`` or ``cls``, see the module docstring), optionally cut to
-    its first ``num_layers`` layers. Weights are bf16 on CUDA for scoring; ``for_training`` keeps
-    them fp32 (the trainer's bf16 autocast does the fast math), since AdamW steps of ~lr * 1 on
-    bf16 weights mostly round away.
+    its first ``num_layers`` layers. Weights are bf16 (fp16 on GPUs without bf16) on CUDA for
+    scoring; ``for_training`` keeps them fp32 (the trainer's autocast does the fast math), since
+    AdamW steps of ~lr * 1 on half-precision weights mostly round away.
     """
     import torch
     from sentence_transformers import CrossEncoder
 
-    from .embed import avoid_cudnn_attention
+    from .embed import avoid_cudnn_attention, cuda_dtype
 
     if head not in HEADS:
         raise ValueError(f"unknown cross-encoder head {head!r}; choose one of {HEADS}")
     device = device or _device()
     if device.startswith("cuda"):
         avoid_cudnn_attention()  # dynamic padding: cuDNN SDPA re-plans every new shape
-    dtype = torch.bfloat16 if device.startswith("cuda") and not for_training else torch.float32
+    dtype = cuda_dtype(device) if device.startswith("cuda") and not for_training else torch.float32
     path = model_name_or_path or default_encoder()
     trained = is_cross_encoder(path)
     if head == "cls" or trained:
@@ -379,6 +380,8 @@ def train_cross_encoder(
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import set_seed
 
+    from .embed import cuda_dtype, describe_dtype
+
     if retrieval_weight and loss != "listwise":
         raise ValueError("retrieval_weight needs the listwise loss")
     if item_bias_l2 is not None and loss != "listwise":
@@ -403,6 +406,8 @@ def train_cross_encoder(
         raise ValueError(f"unknown loss {loss!r}")
 
     cuda = torch.cuda.is_available()
+    half = cuda_dtype() if cuda else None  # mixed precision: bf16, or fp16 (with loss scaling) without bf16
+    print(describe_dtype(), flush=True)
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         args = CrossEncoderTrainingArguments(
@@ -413,7 +418,8 @@ def train_cross_encoder(
             gradient_accumulation_steps=grad_accum,
             warmup_steps=warmup_ratio,  # transformers 5: a float below 1 is a ratio
             weight_decay=weight_decay,
-            bf16=cuda,
+            bf16=half == torch.bfloat16,
+            fp16=half == torch.float16,
             seed=seed,
             data_seed=seed,
             logging_steps=logging_steps,

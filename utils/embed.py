@@ -2,8 +2,9 @@
 
 Plain ``transformers`` + our own pooling rather than ``SentenceTransformer.encode``: one code
 path serves encoders (mean / CLS pooling) and decoder LLMs (last-token pooling, LoRA
-adapters), and on GPU it keeps every batch on the device (length-sorted batches, bf16, one
-host copy at the end), which is where sentence-transformers loses time (benchmarks/).
+adapters), and on GPU it keeps every batch on the device (length-sorted batches, bf16 or fp16
+as ``cuda_dtype`` picks, one host copy at the end), which is where sentence-transformers loses
+time (benchmarks/).
 Models saved by sentence-transformers load with their pooling settings; models we save also
 load in sentence-transformers.
 """
@@ -68,11 +69,36 @@ def avoid_cudnn_attention() -> None:
         torch.backends.cuda.enable_cudnn_sdp(False)
 
 
+def cuda_dtype(device: int | str | torch.device | None = None) -> torch.dtype:
+    """The half dtype for a CUDA GPU: bf16 from compute capability 8.0 (Ampere) on, else fp16.
+
+    The one place that picks bf16: Kaggle's T4 (7.5) and P100 (6.0) have no bf16 units, and
+    ``torch.cuda.is_bf16_supported()`` says True there anyway (it counts slow emulation).
+    """
+    if torch.version.hip:  # ROCm GPUs run bf16
+        return torch.bfloat16
+    return torch.bfloat16 if torch.cuda.get_device_capability(device) >= (8, 0) else torch.float16
+
+
 def default_dtype(device: str) -> torch.dtype:
-    """fp32 on CPU; bf16 on GPUs that support it, else fp16."""
+    """fp32 on CPU; on CUDA as ``cuda_dtype`` (bf16 where the GPU has it, else fp16)."""
     if not str(device).startswith("cuda"):
         return torch.float32
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return cuda_dtype(device)
+
+
+def describe_dtype(device: str | None = None) -> str:
+    """One line naming the dtype ``default_dtype`` picks on ``device`` (default: ``default_device()``) and why."""
+    device = device or default_device()
+    dtype = default_dtype(device)
+    name = str(dtype).replace("torch.", "")
+    if not str(device).startswith("cuda"):
+        return f"dtype: {name} (no CUDA GPU)"
+    if torch.version.hip:
+        return f"dtype: {name} (ROCm GPU)"
+    major, minor = torch.cuda.get_device_capability(device)
+    why = "has no bf16" if dtype == torch.float16 else "has bf16"
+    return f"dtype: {name} (GPU compute capability {major}.{minor} {why})"
 
 
 def _read_json(path: Path) -> dict:

@@ -261,6 +261,7 @@ def infer(
     Recall top-K with ``models_dir/embedder``; when ``models_dir/reranker`` exists, rerank the
     head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one).
     """
+    from .embed import describe_dtype
     from .rerank import final_ranking
     from .submission import write_submission
 
@@ -271,6 +272,7 @@ def infer(
     rc = P.rerank_config(ctx) if has_reranker else None
     k = max(cfg["recall"]["k"], k_sub, rc["top_k"] if rc else 0)
     say = print if verbose else (lambda *a, **kw: None)
+    say(describe_dtype())  # Kaggle's T4 / P100 have no bf16: fp16 there
     say(f"{len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions; recall top-{k} with {ctx.embedder_dir}")
     emb = ctx.embedder("current")
     ranking = P.rank(ctx, emb, ctx.test_pairs, k=k)

@@ -11,7 +11,9 @@ with one message naming the file and field.
 package only when really sending, because ``import kaggle`` authenticates at import time
 (printing a help text and creating an empty config dir when no credentials exist).
 Credentials are read by ``kaggle`` itself from KAGGLE_USERNAME/KAGGLE_KEY or its config
-dir; this module never reads their values nor writes them anywhere.
+dir; this module never reads their values nor writes them anywhere. A response that carries
+errors (``error``, invalid sources or tags) is a failure with Kaggle's message; ``submit`` of a
+kernel folder first waits for the kernel's run to finish and names the version it submits.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ import os
 import re
 import shutil
 import sys
+import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import pandas as pd
 
@@ -44,6 +47,10 @@ OWNER_RE = re.compile(r"^[a-z0-9]+(?:[_-][a-z0-9]+)*$")  # owner slugs may also 
 ENTRY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUBMISSION_COLUMNS = ["QuestionId_Answer", "MisconceptionId"]
 MAX_PREDICTIONS = 25
+PLACEHOLDER_OWNER = "your-kaggle-username"  # utils.inference.DEFAULT_OWNER: export.owner was never set
+PUSH_RECORD = "kernel-push.json"  # written into a kernel folder by a real push: id, version, url
+KERNEL_TIMEOUT_S = 12 * 3600  # Kaggle's longest notebook session
+POLL_INTERVAL_S = 60.0
 
 
 def _fail(where: Path | str, field: str, problem: str) -> None:
@@ -345,10 +352,49 @@ def _kaggle_api() -> Any:
     return api
 
 
+_ERROR_FIELDS = ("error", "errors", "errorMessage", "error_message")
+_INVALID_FIELDS = ("invalidDatasetSources", "invalidCompetitionSources", "invalidKernelSources",
+                   "invalidModelSources", "invalidTags")
+SUBMIT_UPLOAD_FAILED = "Could not submit to competition"  # KaggleApi.COMPETITION_SUBMIT_UPLOAD_FAILED_MESSAGE
+
+
+def _field(resp: Any, name: str) -> Any:
+    """``resp.name`` (or its snake_case twin) from a kaggle response object or a dict; None if absent."""
+    snake = re.sub(r"(?<!^)(?=[A-Z])", "_", name).lower()
+    for key in (name, snake):
+        try:
+            value = resp.get(key) if isinstance(resp, dict) else getattr(resp, key, None)
+        except Exception:  # some response objects raise on unknown fields
+            value = None
+        if value is not None:
+            return value
+    return None
+
+
+def response_errors(resp: Any) -> list[str]:
+    """Kaggle's complaints in a push/submit response: its error text(s) and any invalid sources or tags."""
+    if resp is None:
+        return ["no response (see the kaggle output above)"]
+    problems = []
+    for name in _ERROR_FIELDS:
+        value = _field(resp, name)
+        values = value if isinstance(value, (list, tuple)) else [value]
+        problems += [str(v) for v in values if v and str(v) not in problems]
+    for name in _INVALID_FIELDS:
+        value = _field(resp, name)
+        if value:
+            words = re.sub(r"(?<!^)(?=[A-Z])", " ", name[len("invalid"):]).lower()
+            problems.append(f"invalid {words}: {', '.join(map(str, value)) if isinstance(value, (list, tuple)) else value}")
+    if _field(resp, "message") == SUBMIT_UPLOAD_FAILED:
+        problems.append(SUBMIT_UPLOAD_FAILED)
+    return problems
+
+
 def _check_response(resp: Any, what: str) -> Any:
-    error = getattr(resp, "error", None) or getattr(resp, "error_message", None)
-    if error:
-        raise RuntimeError(f"Kaggle {what} failed: {error}")
+    """Raise RuntimeError with Kaggle's message(s) unless ``resp`` is a clean success."""
+    problems = response_errors(resp)
+    if problems:
+        raise RuntimeError(f"Kaggle {what} failed: {'; '.join(problems)}")
     return resp
 
 
@@ -364,7 +410,19 @@ def _folder_listing(folder: Path) -> list[str]:
     return out
 
 
-def _plan(action: str, path: Path, message: str | None, competition: str, public: bool) -> dict:
+def _recorded_version(folder: Path, kernel: str) -> int | None:
+    """The version the last real push from ``folder`` recorded for ``kernel``, if any."""
+    try:
+        record = json.loads((Path(folder) / PUSH_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    version = record.get("version") if isinstance(record, dict) and record.get("id") == kernel else None
+    return int(version) if isinstance(version, int) or str(version).isdigit() else None
+
+
+def _plan(action: str, path: Path, message: str | None, competition: str, public: bool,
+          kernel_version: int | None = None, timeout: float = KERNEL_TIMEOUT_S,
+          poll_interval: float = POLL_INTERVAL_S) -> dict:
     """Validate ``path`` for ``action`` and describe the API call that would be made."""
     if action == "dataset":
         meta = validate_dataset_metadata(path)
@@ -377,19 +435,83 @@ def _plan(action: str, path: Path, message: str | None, competition: str, public
     if action == "kernel":
         meta = validate_kernel_metadata(path)
         keys = ("id", "title", "code_file", "enable_gpu", "enable_internet", "is_private",
-                "dataset_sources", "competition_sources", "model_sources")
+                "dataset_sources", "competition_sources", "kernel_sources", "model_sources")
         return {"action": action, "call": "kernels_push", "folder": str(path), **{k: meta.get(k) for k in keys}}
     if action == "submit":
         if not competition:
             raise ValueError("submit: competition is empty")
         if Path(path).is_dir():  # code competition: submit the pushed notebook's output
             meta = validate_kernel_metadata(path)
+            if kernel_version is not None and kernel_version < 1:
+                raise ValueError(f"submit: --version must be a positive kernel version, got {kernel_version}")
+            version = kernel_version or _recorded_version(path, meta["id"])
+            source = ("--version" if kernel_version else f"{PUSH_RECORD} (the last push from this folder)"
+                      if version else "none given nor recorded: Kaggle takes the latest")
             return {"action": action, "call": "competition_submit_code", "competition": competition,
-                    "kernel": meta["id"], "file_name": "submission.csv", "message": message or meta["title"]}
+                    "kernel": meta["id"], "kernel_version": version, "version_source": source,
+                    "file_name": "submission.csv",
+                    "message": message or (f"{meta['title']} v{version}" if version else meta["title"]),
+                    "wait": "until the kernel's run is complete", "timeout_s": timeout,
+                    "poll_interval_s": poll_interval}
+        if kernel_version is not None:
+            raise ValueError("submit: --version names a kernel version; it needs a kernel folder, not a CSV")
         rows = len(validate_submission(path))
         return {"action": action, "call": "competition_submit", "competition": competition,
                 "file": str(path), "rows": rows, "message": message or Path(path).name}
     raise ValueError(f"unknown kaggle action {action!r}; choose one of {ACTIONS}")
+
+
+def placeholder_refs(plan: dict) -> list[str]:
+    """``field 'owner/slug'`` for each Kaggle id in ``plan`` still owned by ``PLACEHOLDER_OWNER``."""
+    refs: list[tuple[str, Any]] = [(k, plan.get(k)) for k in ("id", "kernel")]
+    refs += [(k, v) for k in ("dataset_sources", "kernel_sources", "model_sources") for v in plan.get(k) or []]
+    return [f"{field} {ref!r}" for field, ref in refs
+            if isinstance(ref, str) and ref.split("/")[0].lower() == PLACEHOLDER_OWNER]
+
+
+def _placeholder_message(plan: dict, refs: list[str]) -> str:
+    where = plan.get("folder") or plan.get("file") or ""
+    return (f"{where}: {', '.join(refs)} still has the placeholder owner {PLACEHOLDER_OWNER!r}: set "
+            "export.owner in the config (or KAGGLE_USERNAME) to your Kaggle username and re-run 07_export")
+
+
+def _status_name(status: Any) -> str:
+    """'running' from KernelWorkerStatus.RUNNING, 'RUNNING', 'KernelWorkerStatus.RUNNING' or 'running'."""
+    return str(getattr(status, "name", status)).rsplit(".", 1)[-1].strip().lower()
+
+
+def wait_for_kernel(
+    api: Any,
+    kernel: str,
+    timeout: float = KERNEL_TIMEOUT_S,
+    poll_interval: float = POLL_INTERVAL_S,
+    clock: Callable[[], float] | None = None,
+    sleep: Callable[[float], None] | None = None,
+) -> str:
+    """Poll ``api.kernels_status(kernel)`` until its latest run is complete; return the final status.
+
+    Raises RuntimeError with the kernel's failure message when it errored or was cancelled,
+    and when it is still queued/running after ``timeout`` seconds.
+    """
+    clock, sleep = clock or time.monotonic, sleep or time.sleep
+    start, last = clock(), None
+    while True:
+        resp = api.kernels_status(kernel)
+        status = _status_name(_field(resp, "status"))
+        elapsed = clock() - start
+        if status != last:
+            print(f"kernel {kernel}: {status} ({elapsed:.0f} s)", flush=True)
+            last = status
+        if status == "complete":
+            return status
+        if status == "error" or status.startswith("cancel"):
+            why = _field(resp, "failureMessage") or "no failure message; see the kernel's log"
+            raise RuntimeError(f"kernel {kernel} ended with status {status!r} on Kaggle: {why} "
+                               f"(https://www.kaggle.com/code/{kernel})")
+        if elapsed >= timeout:
+            raise RuntimeError(f"kernel {kernel} is still {status!r} after {elapsed:.0f} s (timeout {timeout:g} s); "
+                               "submit again later, or raise --timeout")
+        sleep(max(0.0, min(poll_interval, timeout - elapsed)))
 
 
 def _send(plan: dict, api: Any) -> Any:
@@ -411,10 +533,20 @@ def _send(plan: dict, api: Any) -> Any:
             api.dataset_create_new(plan["folder"], public=plan["public"], dir_mode="zip"), "dataset_create_new"
         )
     if action == "kernel":
-        return _check_response(api.kernels_push(plan["folder"]), "kernels_push")
+        resp = _check_response(api.kernels_push(plan["folder"]), "kernels_push")
+        version = _field(resp, "versionNumber")
+        if version:
+            write_json(Path(plan["folder"]) / PUSH_RECORD,
+                       {"id": plan["id"], "version": int(version), "url": _field(resp, "url")})
+        return resp
     if plan["call"] == "competition_submit_code":
+        wait_for_kernel(api, plan["kernel"], plan["timeout_s"], plan["poll_interval_s"])
+        version = plan["kernel_version"]
+        print(f"submitting {plan['kernel']} version {version or 'latest'} ({plan['version_source']}) "
+              f"to {plan['competition']}", flush=True)
         return _check_response(
-            api.competition_submit_code(plan["file_name"], plan["message"], plan["competition"], kernel=plan["kernel"]),
+            api.competition_submit_code(plan["file_name"], plan["message"], plan["competition"],
+                                        kernel=plan["kernel"], kernel_version=version),
             "competition_submit_code",
         )
     return _check_response(
@@ -429,31 +561,44 @@ def kaggle_cli(
     message: str | None = None,
     competition: str = COMPETITION,
     public: bool = False,
+    kernel_version: int | None = None,
+    timeout: float = KERNEL_TIMEOUT_S,
+    poll_interval: float = POLL_INTERVAL_S,
 ) -> dict:
     """Validate ``path`` for ``action`` (dataset | kernel | submit) and send it unless ``dry_run``.
 
     ``submit`` takes a submission CSV (competition_submit) or a kernel folder
-    (competition_submit_code, which code competitions such as Eedi require). A dry run
-    prints the request and needs neither network nor credentials. Returns the plan, plus
-    ``response`` when sent.
+    (competition_submit_code, which code competitions such as Eedi require): it first waits up
+    to ``timeout`` seconds, polling every ``poll_interval``, for the kernel's run to complete,
+    then submits ``kernel_version`` (default: the version the last push from the folder
+    recorded in ``kernel-push.json``, else Kaggle's latest). A dry run prints the request and
+    needs neither network nor credentials. Ids still owned by ``your-kaggle-username`` are an
+    error outside a dry run. Returns the plan, plus ``response`` when sent.
     """
     if action not in ACTIONS:
         raise ValueError(f"unknown kaggle action {action!r}; choose one of {ACTIONS}")
-    plan = _plan(action, Path(path), message, competition, public)
+    plan = _plan(action, Path(path), message, competition, public, kernel_version, timeout, poll_interval)
+    refs = placeholder_refs(plan)
     if dry_run:
         print(f"[dry run] would call KaggleApi.{plan['call']} with:")
         for key, value in plan.items():
             print(f"  {key}: {value}")
+        if refs:
+            print(f"[dry run] warning: {_placeholder_message(plan, refs)}")
         print("[dry run] nothing sent; pass --no-dry-run to send")
         return plan
+    if refs:
+        raise ValueError(_placeholder_message(plan, refs))
     response = _send(plan, _kaggle_api())
-    url = getattr(response, "url", None) or getattr(response, "ref", None)
-    print(f"sent {action} via KaggleApi.{plan['call']}" + (f": {url}" if url else ""))
+    url = _field(response, "url") or _field(response, "ref")
+    version = _field(response, "versionNumber") if action == "kernel" else None
+    print(f"sent {action} via KaggleApi.{plan['call']}" + (f" (version {version})" if version else "")
+          + (f": {url}" if url else ""))
     return {**plan, "response": response}
 
 
 def add_kaggle_subparser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
-    """Add ``kaggle {dataset,kernel,submit} PATH [--no-dry-run]`` to an argparse subparsers object."""
+    """Add ``kaggle {dataset,kernel,submit} PATH [--no-dry-run] ...`` to an argparse subparsers object."""
     p = subparsers.add_parser("kaggle", help="validate and (optionally) push a dataset, kernel or submission")
     p.add_argument("action", choices=ACTIONS)
     p.add_argument("path", type=Path, help="dataset/kernel folder, or submission CSV (or kernel folder) for submit")
@@ -461,16 +606,35 @@ def add_kaggle_subparser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("-m", "--message", default=None, help="version notes / submission description")
     p.add_argument("--competition", default=COMPETITION)
     p.add_argument("--public", action="store_true", help="make a new dataset public (default private)")
+    p.add_argument("--version", dest="kernel_version", type=int, default=None, metavar="N",
+                   help=f"submit: kernel version (default: the one {PUSH_RECORD} recorded, else the latest)")
+    p.add_argument("--timeout", type=float, default=KERNEL_TIMEOUT_S, metavar="S",
+                   help="submit: seconds to wait for the kernel's run to complete (default %(default)s)")
+    p.add_argument("--poll-interval", type=float, default=POLL_INTERVAL_S, metavar="S",
+                   help="submit: seconds between kernel status checks (default %(default)s)")
     p.set_defaults(func=run_kaggle_command)
     return p
 
 
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or "(no message)"
+    known = isinstance(exc, (ValueError, FileNotFoundError, RuntimeError))
+    return text if known else f"{type(exc).__name__}: {text}"
+
+
 def run_kaggle_command(args: argparse.Namespace) -> int:
-    """Run a parsed ``kaggle`` subcommand; print a one-line error and return 1 on failure."""
+    """Run a parsed ``kaggle`` subcommand; print a one-line ``error: ...`` and return 1 on any failure.
+
+    Network failures (requests' ConnectionError / HTTPError, OSError, the client's own
+    exceptions) end the same way, without a traceback.
+    """
     try:
         kaggle_cli(args.action, args.path, dry_run=args.dry_run, message=args.message,
-                   competition=args.competition, public=getattr(args, "public", False))
-    except (ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+                   competition=args.competition, public=getattr(args, "public", False),
+                   kernel_version=getattr(args, "kernel_version", None),
+                   timeout=getattr(args, "timeout", KERNEL_TIMEOUT_S),
+                   poll_interval=getattr(args, "poll_interval", POLL_INTERVAL_S))
+    except Exception as exc:  # one line for the user, whatever the kaggle client or the network raised
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
         return 1
     return 0

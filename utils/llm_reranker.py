@@ -200,12 +200,17 @@ def _collate(tokenizer, seqs: list[list[int]]):
 
 def _last_logits(model, batch):
     """Full-vocab logits at the last position, fp32, for a left-padded batch."""
+    import contextlib
+
     import torch
+
+    from .embed import cuda_dtype
 
     dev = _device(model)
     ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
     pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+    amp = torch.autocast("cuda", dtype=cuda_dtype(dev)) if dev.type == "cuda" else contextlib.nullcontext()
+    with amp:
         out = model(input_ids=ids, attention_mask=mask, position_ids=pos, logits_to_keep=1, use_cache=False)
     return out.logits[:, -1, :].float()
 
@@ -312,6 +317,8 @@ def train_llm_reranker(
     from transformers import get_scheduler, set_seed
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
+    from .embed import cuda_dtype, describe_dtype
+
     if mode not in ("pointwise", "listwise"):
         raise ValueError(f"unknown mode {mode!r}")
     set_seed(seed)
@@ -324,6 +331,9 @@ def train_llm_reranker(
                         target_modules=target_modules, gradient_checkpointing=gradient_checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    # fp16 autocast (GPUs without bf16) needs loss scaling, else small gradients underflow
+    scaler = torch.amp.GradScaler("cuda", enabled=torch.cuda.is_available() and cuda_dtype() == torch.float16)
+    print(describe_dtype(), flush=True)
     steps_per_epoch = math.ceil(math.ceil(len(examples) / batch_size) / grad_accum)
     total = max_steps or max(1, math.ceil(steps_per_epoch * epochs))
     sched = get_scheduler("linear", optim, num_warmup_steps=int(warmup_ratio * total), num_training_steps=total)
@@ -346,13 +356,15 @@ def train_llm_reranker(
             tokens += int(batch["attention_mask"].sum())
             logits = _choice_logits(_last_logits(model, batch), [e["choices"] for e in rows])
             loss = _loss(logits, [e["target"] for e in rows], mode, pointwise_loss)
-            (loss / grad_accum).backward()
+            scaler.scale(loss / grad_accum).backward()
             epoch_losses.append(loss.item())
             micro += 1
             if micro % grad_accum:
                 continue
+            scaler.unscale_(optim)
             torch.nn.utils.clip_grad_norm_(params, max_grad_norm)
-            optim.step()
+            scaler.step(optim)
+            scaler.update()
             sched.step()
             optim.zero_grad(set_to_none=True)
             step += 1

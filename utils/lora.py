@@ -22,10 +22,10 @@ def _cuda() -> bool:
 
 
 def default_dtype():
-    """bf16 on CUDA, fp32 on CPU."""
-    import torch
+    """On CUDA as ``utils.embed.cuda_dtype`` (bf16, or fp16 on GPUs without bf16); fp32 on CPU."""
+    from .embed import default_dtype as _default_dtype
 
-    return torch.bfloat16 if _cuda() else torch.float32
+    return _default_dtype("cuda" if _cuda() else "cpu")
 
 
 def load_tokenizer(name_or_path: str, padding_side: str = "left"):
@@ -40,15 +40,16 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left"):
 
 
 def load_causal_lm(name_or_path: str, load_in_4bit: bool = False, dtype=None, device_map=None):
-    """``AutoModelForCausalLM`` in ``dtype`` (default bf16 on CUDA / fp32 on CPU), or 4-bit NF4.
+    """``AutoModelForCausalLM`` in ``dtype`` (default ``default_dtype()``), or 4-bit NF4.
 
-    4-bit uses NF4 + double quantisation with bf16 compute (QLoRA recipe) and needs CUDA and
-    bitsandbytes. ``device_map`` defaults to GPU 0 when CUDA is present, else CPU.
+    4-bit uses NF4 + double quantisation with bf16 compute (QLoRA recipe; fp16 on GPUs without
+    bf16) and needs CUDA and bitsandbytes. ``device_map`` defaults to GPU 0 when CUDA is
+    present, else CPU.
     """
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .embed import avoid_cudnn_attention
+    from .embed import avoid_cudnn_attention, cuda_dtype
 
     if _cuda():
         avoid_cudnn_attention()  # dynamic padding: cuDNN SDPA re-plans every new shape
@@ -69,9 +70,9 @@ def load_causal_lm(name_or_path: str, load_in_4bit: bool = False, dtype=None, de
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=cuda_dtype(),
         )
-        kwargs["dtype"] = torch.bfloat16 if dtype == torch.float32 else dtype
+        kwargs["dtype"] = cuda_dtype() if dtype == torch.float32 else dtype
     if device_map is None and _cuda():
         device_map = {"": 0}
     if device_map is not None:
@@ -153,6 +154,7 @@ def merge_and_save(base_name_or_path: str, adapter_dir: str | os.PathLike, out_d
     """
     import torch
 
+    # bf16 as a storage format (merged on CPU); loaders cast it to fp16 on GPUs without bf16
     model = load_adapter(base_name_or_path, adapter_dir, load_in_4bit=False, dtype=dtype or torch.bfloat16,
                          device_map="cpu")
     merged = model.merge_and_unload()

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import distributed as D
-from .embed import Embedder
+from .embed import Embedder, cuda_dtype, describe_dtype
 
 
 @dataclass
@@ -51,7 +51,7 @@ class TrainConfig:
     max_passage_length: int = 64
     in_batch_negatives: bool = True
     seed: int = 42
-    bf16: bool = True  # autocast on GPU (and a bf16 frozen base under LoRA); ignored on CPU (fp32 there)
+    bf16: bool = True  # GPU: autocast (and a LoRA base) in bf16, or fp16 + loss scaling without bf16; CPU: fp32
     gradient_checkpointing: bool = False
     lora: dict | None = None  # e.g. {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
     load_in_4bit: bool = False  # NF4 frozen base under LoRA (QLoRA); CUDA + bitsandbytes only
@@ -226,7 +226,7 @@ def _model_kwargs(**extra):
 
 
 def load_for_training(model_name_or_path: str, cfg: TrainConfig, device: str | None = None) -> Embedder:
-    """The Embedder to train: fp32 (or a bf16 / NF4 frozen base under LoRA on GPU), LoRA attached."""
+    """The Embedder to train: fp32 (or a bf16/fp16 / NF4 frozen base under LoRA on GPU), LoRA attached."""
     from .embed import default_device
 
     dev = device or default_device()
@@ -245,11 +245,11 @@ def load_for_training(model_name_or_path: str, cfg: TrainConfig, device: str | N
         from transformers import BitsAndBytesConfig
 
         qc = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                                bnb_4bit_compute_dtype=torch.bfloat16)
+                                bnb_4bit_compute_dtype=cuda_dtype(dev))
         with _model_kwargs(quantization_config=qc, device_map={"": torch.device(dev).index or 0}):
-            emb = Embedder(model_name_or_path, device=dev, dtype=torch.bfloat16, max_length=max_len)
+            emb = Embedder(model_name_or_path, device=dev, dtype=cuda_dtype(dev), max_length=max_len)
     else:
-        dtype = torch.bfloat16 if (on_gpu and cfg.bf16 and cfg.lora) else torch.float32
+        dtype = cuda_dtype(dev) if (on_gpu and cfg.bf16 and cfg.lora) else torch.float32
         emb = Embedder(model_name_or_path, device=dev, dtype=dtype, max_length=max_len)
     if cfg.gradient_checkpointing and not cfg.load_in_4bit:
         emb.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -301,11 +301,12 @@ def _replay(emb: Embedder, chunks: list, grad: torch.Tensor | None, chunk: int, 
 
 
 def backward_step(emb: Embedder, batch: Batch, cfg: TrainConfig, autocast=None, rank: int = 0,
-                  world_size: int = 1) -> torch.Tensor:
+                  world_size: int = 1, scaler: torch.amp.GradScaler | None = None) -> torch.Tensor:
     """Embed this process's shard of ``batch``, compute its loss share and accumulate gradients.
 
     With ``cfg.grad_cache_chunk`` the texts are embedded in chunks twice (GradCache): the
-    gradients equal the plain step's, with activation memory of one chunk.
+    gradients equal the plain step's, with activation memory of one chunk. ``scaler`` (fp16
+    autocast) scales the loss before backward; the returned loss is unscaled.
     """
     autocast = autocast if autocast is not None else contextlib.nullcontext()
     dim, dev = emb.model.config.hidden_size, next(emb.model.parameters()).device
@@ -317,14 +318,14 @@ def backward_step(emb: Embedder, batch: Batch, cfg: TrainConfig, autocast=None, 
         q, q_chunks = _encode_cached(emb, batch.queries[rows], cfg.max_query_length, chunk, autocast, dim, dev)
         p, p_chunks = _encode_cached(emb, batch.passages[cols], cfg.max_passage_length, chunk, autocast, dim, dev)
         loss = step_loss(q, D.all_gather_with_grad(p, p_sizes), batch, rows, cfg)
-        loss.backward()
+        (scaler.scale(loss) if scaler is not None else loss).backward()  # q.grad / p.grad carry the scale
         _replay(emb, q_chunks, q.grad, chunk, autocast)
         _replay(emb, p_chunks, p.grad, chunk, autocast)
     else:
         q = _encode(emb, batch.queries[rows], cfg.max_query_length, autocast, dim, dev)
         p = _encode(emb, batch.passages[cols], cfg.max_passage_length, autocast, dim, dev)
         loss = step_loss(q, D.all_gather_with_grad(p, p_sizes), batch, rows, cfg)
-        loss.backward()
+        (scaler.scale(loss) if scaler is not None else loss).backward()
     return loss.detach()
 
 
@@ -380,7 +381,11 @@ def _train(records, model_name_or_path, out_dir, cfg: TrainConfig, device, show_
         opt, lambda s: min((s + 1) / max(1, warmup), max(0.0, (len(batches) - s) / max(1, len(batches) - warmup)))
     )
     rng = np.random.default_rng(cfg.seed)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=on_gpu and cfg.bf16)
+    half = cuda_dtype(emb.device_name) if on_gpu and cfg.bf16 else None
+    autocast = torch.autocast("cuda", dtype=half) if half is not None else contextlib.nullcontext()
+    scaler = torch.amp.GradScaler("cuda", enabled=half == torch.float16)  # fp16 gradients underflow unscaled
+    if show_progress:
+        print(describe_dtype(emb.device_name) if half or not on_gpu else "dtype: float32 (train.bf16 off)", flush=True)
     dev = next(model.parameters()).device
     log: list[dict] = []
     t0, n_texts = time.perf_counter(), 0
@@ -388,11 +393,13 @@ def _train(records, model_name_or_path, out_dir, cfg: TrainConfig, device, show_
     for step, idx in enumerate(bar):
         batch = make_batch([records[i] for i in idx], cfg.n_negatives, rng, cfg.in_batch_negatives,
                            with_teacher=cfg.distill_weight > 0)
-        loss = backward_step(emb, batch, cfg, autocast, info.rank, info.world_size)
+        loss = backward_step(emb, batch, cfg, autocast, info.rank, info.world_size, scaler)
         D.all_reduce_grads(params)
+        scaler.unscale_(opt)
         if cfg.max_grad_norm:
             torch.nn.utils.clip_grad_norm_(params, cfg.max_grad_norm)
-        opt.step()
+        scaler.step(opt)
+        scaler.update()
         sched.step()
         opt.zero_grad(set_to_none=True)
         n_texts += len(batch.queries) + len(batch.passages)
@@ -455,5 +462,5 @@ def flagembedding_command(
     if use_cpu:
         cmd += ["--use_cpu", "True"]
     elif cfg.bf16:
-        cmd += ["--bf16", "True"]
+        cmd += ["--fp16" if torch.cuda.is_available() and cuda_dtype() == torch.float16 else "--bf16", "True"]
     return cmd
