@@ -32,6 +32,15 @@ ctx = P.load_context(run_dir, data_dir, split, round_idx, config_path, model)
 print(f"split={ctx.split} round={ctx.round_idx}: {len(ctx.train_pairs)} labelled train pairs, "
       f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions")'''
 
+# 03, 06 and 08 of a CV fold (split cv): the pooled out-of-fold table of the folds finished so far
+CV_TABLE = ("md", "When this round belongs to a CV run (`--split cv`), the pooled out-of-fold table over the folds "
+                  "finished so far (every labelled pair scored once, by the fold that held it out; 95% bootstrap "
+                  "interval over questions). The choices made out of fold are in `<out>/cv.md` once all folds finish.")
+CV_CODE = ("code", "from utils import cv\nif cv.is_cv_fold(ctx.run_dir):\n    cv_table = cv.stage_table(ctx.out_dir.parent)\n"
+                   "    print(f\"cross-validation: {cv_table['folds'].max()} of {ctx.config['split']['n_folds']} folds pooled \"\n"
+                   "          f\"(reranked / fused as each fold tuned them, in fold)\")\n    display(cv_table.round(4))\n"
+                   "else:\n    print('not a CV run (--split cv): no pooled table')")
+
 NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
     "01_mine_hn": [
         ("md", "# 01 · Mine hard negatives\n\nEmbed the training queries and the misconception corpus with the "
@@ -75,6 +84,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", "if rankings:\n    by_subject = {k: P.per_group_map(v, ctx.val_pairs) for k, v in rankings.items()}\n"
                  "    display(by_subject['finetuned'].head(15).round(3))\n"
                  "    plots.per_group_bars(by_subject['base'], by_subject['finetuned']);"),
+        CV_TABLE,
+        CV_CODE,
     ],
     "04_recall": [
         ("md", "# 04 · Recall candidates\n\nTop-K candidates (faiss exact inner product; torch on GPUs without "
@@ -130,6 +141,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
         ("code", "if 'summary' in res:\n    plots.metric_bars(table, title='validation: retrieval vs reranked')\n"
                  "    plots.recall_curves({'retrieval': res['candidates_val'], 'reranked': res['val']}, ctx.val_pairs, max_k=50);"),
         ("code", "if 'blend_table' in res:\n    display(res['blend_table'].round(4))"),
+        CV_TABLE,
+        CV_CODE,
     ],
     "07_export": [
         ("md", "# 07 · Export for Kaggle\n\nPack this round for an offline Kaggle kernel (`utils.inference.export_round`): "
@@ -172,6 +185,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "    plots.metric_bars(table, title='validation: rounds and fusion');"),
         ("code", "path = P.submit(ctx, res['test']) if res['test'] is not None else None\n"
                  "print('submission:', path)\npd.read_csv(path).head() if path else None"),
+        CV_TABLE,
+        CV_CODE,
     ],
     "kaggle_inference": [
         ("md", "# Eedi · inference on Kaggle\n\nInference only, offline (`utils.inference.infer`): embed the wrong answers "

@@ -1,4 +1,4 @@
-"""Command line: ``python -m utils run|report|infer|kaggle ...``."""
+"""Command line: ``python -m utils run|compare|report|infer|kaggle ...``."""
 
 from __future__ import annotations
 
@@ -7,21 +7,94 @@ import sys
 import time
 from pathlib import Path
 
-from .splits import SPLITS
+from .splits import CV_SCHEMES, SPLITS
+
+
+def _error(msg: str) -> int:
+    print(f"error: {msg}", file=sys.stderr)
+    return 2
+
+
+def _folds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        return sorted({int(x) for x in text.split(",") if x.strip()})
+    except ValueError:
+        raise SystemExit(f"error: --folds {text!r}: fold numbers separated by commas, e.g. 0,2") from None
 
 
 def _run(args: argparse.Namespace) -> int:
-    from .runner import run_chain
+    from .config import load_config
+    from .cv import read_choices
+    from .runner import run_chain, run_cv, untuned_fallbacks
 
+    if args.rounds < 1:
+        return _error(f"--rounds {args.rounds}: at least 1")
+    if args.split != "cv" and (args.folds is not None or args.cv_scheme is not None):
+        return _error("--folds and --cv-scheme go with --split cv")
+    overrides = read_choices(args.choices) if args.choices else None
     out = Path(args.out or f"runs/{args.split}")
     t0 = time.perf_counter()
-    run_chain(out, args.data_dir, args.split, args.rounds, args.config, args.model, args.force)
+    if args.split == "cv":
+        result = run_cv(out, args.data_dir, args.rounds, args.config, args.model, args.force, _folds(args.folds),
+                        args.cv_scheme, overrides)
+        print(f"finished in {time.perf_counter() - t0:.1f} s; folds under {out}/fold_*/")
+        if result:
+            print((out / "cv.md").read_text().split("\n## Alternatives")[0])
+            print(f"CV report: {out / 'cv.md'}\nchoices: {out / 'choices.yaml'} "
+                  f"(apply: python -m utils run --split full --choices {out / 'choices.yaml'})")
+        return 0
+    if overrides:
+        print(f"applying the CV choices of {args.choices}: {overrides}")
+    elif args.split == "full":
+        fallbacks = untuned_fallbacks(load_config(args.config), args.rounds)
+        if fallbacks:
+            print("WARNING: --split full without --choices: nothing is held out to tune on, so this run uses untuned "
+                  "fallbacks:\n" + "".join(f"  - {f}\n" for f in fallbacks) +
+                  "  Run --split cv with the same config first and pass --choices <cv out>/choices.yaml.", file=sys.stderr)
+    run_chain(out, args.data_dir, args.split, args.rounds, args.config, args.model, args.force, overrides=overrides)
     print(f"finished in {time.perf_counter() - t0:.1f} s; executed notebooks under {out}/round_*/")
     sub = out / "submission.csv"
     if sub.exists():
         print(f"submission: {sub}")
     else:
         print("no submission.csv written (08_fuse_submit not in the chain, or no test.csv)")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from .cv import choose, compare
+    from .runner import run_chain, run_cv
+
+    out = Path(args.out)
+    runs: dict[str, Path] = {}
+    for config in args.config or []:
+        name = Path(config).stem
+        while name in runs:
+            name += "_"
+        runs[name] = out / name
+        if args.split == "cv":
+            if run_cv(runs[name], args.data_dir, args.rounds, config, args.model) is None:
+                return _error(f"{runs[name]}: CV did not finish")
+        else:
+            run_chain(runs[name], args.data_dir, args.split, args.rounds, config, args.model)
+            choose(runs[name])
+    for run in args.run or []:
+        name = Path(run).name
+        while name in runs:
+            name += "_"
+        runs[name] = Path(run)
+    if len(runs) < 2:
+        return _error("compare needs two runs: --config A --config B, or --run DIR for finished runs")
+    table = compare(runs)
+    md = (f"# Compare\n\nRuns: {', '.join(f'`{n}` ({p})' for n, p in runs.items())}. MAP@25 / Recall@25 on the "
+          f"pairs all runs scored; differences against `{next(iter(runs))}` with a 95% paired bootstrap interval "
+          "over questions.\n\n" + table.to_markdown(index=False, floatfmt=".4f") + "\n")
+    print(md)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "compare.md").write_text(md)
+    print(f"written: {out / 'compare.md'}")
     return 0
 
 
@@ -53,7 +126,21 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--out", default=None, help="run folder (default runs/<split>)")
     run.add_argument("--model", default=None, help="base embedder: local path or hub id (default: bundled MiniLM)")
     run.add_argument("--force", action="store_true", help="redo notebooks that already finished")
+    run.add_argument("--cv-scheme", choices=CV_SCHEMES, default=None,
+                     help="split cv: v1 grouped K-fold (default) or v2 (each fold holds out its own misconceptions)")
+    run.add_argument("--folds", default=None, help="split cv: run only these folds, e.g. 0,2 (default: all)")
+    run.add_argument("--choices", default=None, help="choices.yaml of a CV run: apply its 06/08 choices (e.g. to --split full)")
     run.set_defaults(func=_run)
+
+    cmp = sub.add_parser("compare", help="run two or more configs (or read finished runs) and compare them paired")
+    cmp.add_argument("--config", action="append", help="a config to run (repeat)")
+    cmp.add_argument("--run", action="append", help="a finished run folder to read (repeat)")
+    cmp.add_argument("--split", choices=SPLITS, default="cv")
+    cmp.add_argument("--rounds", type=int, default=1)
+    cmp.add_argument("--data-dir", default=None)
+    cmp.add_argument("--model", default=None)
+    cmp.add_argument("--out", default="runs/compare", help="runs of --config go to <out>/<config name>; compare.md here")
+    cmp.set_defaults(func=_compare)
 
     rep = sub.add_parser("report", help="table and plots across runs")
     rep.add_argument("--runs", default="runs")

@@ -25,7 +25,8 @@ DEFAULTS: dict[str, Any] = {
     "notebooks": ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "05_train_reranker",
                   "06_rerank", "08_fuse_submit"],
     "data": {"query_template": DEFAULT_QUERY_TEMPLATE},
-    "split": {"n_folds": 5, "fold": 0, "unseen_share": 0.2, "val_share": 0.2, "group_by": "SubjectId"},
+    "split": {"n_folds": 5, "fold": 0, "unseen_share": 0.2, "val_share": 0.2, "group_by": "SubjectId",
+              "cv_scheme": "v1"},  # split cv: v1 (grouped K-fold) or v2 (each fold its own misconceptions)
     "embedder": {"model": "default", "max_length": 256, "batch_size": 64, "query_prefix": "",
                  "passage_prefix": "", "pooling": None,
                  # In-context examples in the query (bge-en-icl style, decoder embedders): k examples

@@ -206,12 +206,16 @@ class _GoldIndex:
         self.gold_row = np.full(len(uniq), -1, dtype=np.int64)
         self.gold_row[al.query_codes[is_gold]] = np.flatnonzero(is_gold)
 
-    def map_at_25(self, al: _Aligned, score: np.ndarray) -> float:
+    def query_ap(self, al: _Aligned, score: np.ndarray) -> np.ndarray:
+        """AP@25 of each query (code order): 1 / rank of its gold id, 0 past 25 or when absent."""
         has = self.gold_row >= 0
         gold_score = np.where(has, score[np.maximum(self.gold_row, 0)], np.nan)[al.query_codes]
         beats = (score > gold_score) | ((score == gold_score) & (al.items < self.row_gold))
         rank = 1 + np.bincount(al.query_codes, weights=beats, minlength=len(has))
-        return float(np.where(has & (rank <= 25), 1.0 / rank, 0.0).sum() / self.n_labelled)
+        return np.where(has & (rank <= 25), 1.0 / rank, 0.0)
+
+    def map_at_25(self, al: _Aligned, score: np.ndarray) -> float:
+        return float(self.query_ap(al, score).sum() / self.n_labelled)
 
 
 def tune_weights(
@@ -245,3 +249,24 @@ def tune_weights(
     if not np.isclose(checked, best_map, rtol=0, atol=1e-9):
         raise RuntimeError(f"internal MAP@25 {best_map} disagrees with utils.metrics.evaluate {checked}")
     return [float(x) for x in best_w], float(checked)
+
+
+def per_pair_ap(
+    rankings: list[pd.DataFrame], pairs: pd.DataFrame, method: str, points: Sequence[Sequence[float]], k: int = 60,
+) -> np.ndarray:
+    """AP@25 of every labelled row of ``pairs`` (in order) under each weight point: shape (points, pairs).
+
+    The fast path of ``tune_weights`` (no fused table is built), for choosing fusions by
+    cross-validation over many weight points at once.
+    """
+    al = _align(rankings, method, k)
+    gold = _GoldIndex(al, pairs)
+    labelled = pairs[pairs[ITEM].notna()][QUERY].astype(str).to_numpy()
+    uniq = np.unique(al.queries)
+    pos = np.searchsorted(uniq, labelled)
+    found = (pos < len(uniq)) & (uniq[np.minimum(pos, len(uniq) - 1)] == labelled)
+    out = np.zeros((len(points), len(labelled)))
+    for i, point in enumerate(points):
+        w = _check_weights(point, len(rankings))
+        out[i, found] = gold.query_ap(al, _scores(al, w))[pos[found]]
+    return out

@@ -262,6 +262,8 @@ def evaluate_embedders(ctx: RunContext) -> dict[str, pd.DataFrame]:
     out = {}
     for name in ("base", "current"):
         out["finetuned" if name == "current" else name] = rank(ctx, ctx.embedder(name), val)
+    io.write_parquet(ctx.run_dir / "base_val.parquet", out["base"])  # the zero-shot stage of a CV report
+    save_val_pairs(ctx)
     ctx.metrics("03_eval_embedder", {k: evaluate(v, val) for k, v in out.items()})
     return out
 
@@ -276,7 +278,13 @@ def recall_candidates(ctx: RunContext) -> dict[str, pd.DataFrame]:
         out[name] = ranking
     if len(ctx.val_pairs):
         ctx.metrics("04_recall", {"val": evaluate(out["val"], ctx.val_pairs)})
+    save_val_pairs(ctx)
     return out
+
+
+def save_val_pairs(ctx: RunContext) -> None:
+    """The labelled pairs this round is scored on, so that ``utils.cv`` pools folds without the data."""
+    io.write_parquet(ctx.run_dir / "val_pairs.parquet", ctx.val_pairs[["QuestionId_Answer", "QuestionId", "MisconceptionId"]])
 
 
 def per_group_map(ranking: pd.DataFrame, pairs: pd.DataFrame, column: str = "SubjectName") -> pd.DataFrame:
@@ -346,9 +354,9 @@ RERANK_DEFAULTS = {
 }
 
 
-def _section(ctx: RunContext, name: str, defaults: dict) -> dict:
+def _section(config: dict, name: str, defaults: dict) -> dict:
     """Config section ``name`` over its defaults; an unknown key is an error."""
-    given = ctx.config.get(name) or {}
+    given = config.get(name) or {}
     unknown = sorted(set(given) - set(defaults))
     if unknown:
         raise ValueError(f"unknown {name} option(s) {unknown}; known: {sorted(defaults)}")
@@ -356,7 +364,12 @@ def _section(ctx: RunContext, name: str, defaults: dict) -> dict:
 
 
 def rerank_config(ctx: RunContext) -> dict:
-    cfg = _section(ctx, "rerank", RERANK_DEFAULTS)
+    return rerank_config_from(ctx.config)
+
+
+def rerank_config_from(config: dict) -> dict:
+    """The ``rerank`` section of a whole config over ``RERANK_DEFAULTS``, checked."""
+    cfg = _section(config, "rerank", RERANK_DEFAULTS)
     if cfg["family"] not in ("cross_encoder", "llm_pointwise", "llm_listwise"):
         raise ValueError(f"rerank.family {cfg['family']!r}: choose cross_encoder, llm_pointwise or llm_listwise")
     return cfg
@@ -517,6 +530,12 @@ def rerank_all(ctx: RunContext) -> dict:
         alpha = UNTUNED_BLEND_ALPHA if fixed_alpha is None else fixed_alpha
     out["choice"] = {"blend_alpha": alpha, "item_prior_weight": prior_weight, "tuned_on_validation": tuned}
     out["val_scores_without_prior"] = scores["val"][1]
+    if len(scores["val"][0]):  # raw head scores, for choosing alpha and the prior weight by CV (utils.cv)
+        cands = scores["val"][0]
+        head = cands[cands["rank"] <= rc["top_k"]]
+        io.write_parquet(ctx.run_dir / "rerank_scores_val.parquet", pd.DataFrame({
+            "QuestionId_Answer": head["QuestionId_Answer"].to_numpy(), "MisconceptionId": head["MisconceptionId"].to_numpy(),
+            "reranker_score": scores["val"][1], "item_prior": priors["val"], "top_k": rc["top_k"]}))
     scores = {part: (c, s + prior_weight * priors[part]) for part, (c, s) in scores.items()}
     for part, (cands, s) in scores.items():
         ranking = final_ranking(cands, s, alpha, rc["top_k"]) if len(cands) else cands
@@ -577,18 +596,24 @@ FUSION_DEFAULTS = {
     "rounds": "all",  # "all" = rounds 1..r, or a list of round numbers
     "sources": ["rerank", "candidates"],  # per round: the reranked ranking if present, else the recall
     "all_sources": False,  # fuse reranked *and* recall rankings of every round
+    "weights": None,  # one per entry of ``rounds`` (e.g. chosen by CV, utils.cv); None = tuned on validation
     "top_k": 100,
 }
 
 
 def fusion_config(ctx: RunContext) -> dict:
-    return _section(ctx, "fusion", FUSION_DEFAULTS)
+    return fusion_config_from(ctx.config)
+
+
+def fusion_config_from(config: dict) -> dict:
+    return _section(config, "fusion", FUSION_DEFAULTS)
 
 
 def round_rankings(ctx: RunContext) -> list[tuple[str, dict[str, pd.DataFrame]]]:
     """(name, {"val": ranking, "test": ranking}) for every round/source to fuse."""
     fc = fusion_config(ctx)
-    rounds = range(1, ctx.round_idx + 1) if fc["rounds"] == "all" else fc["rounds"]
+    # rounds not run yet (an earlier round of the run) are left out; none left: this round alone
+    rounds = range(1, ctx.round_idx + 1) if fc["rounds"] == "all" else [r for r in fc["rounds"] if r <= ctx.round_idx] or [ctx.round_idx]
     out = []
     for r in rounds:
         d = ctx.round_dir(r)
@@ -618,10 +643,19 @@ def fuse_rounds(ctx: RunContext) -> dict:
     if len(named) == 1 or fc["method"] == "none":
         best = max(singles, key=lambda n: singles[n]["map@25"]) if singles else names[-1]
         pick = dict(named)[best]
+        if pick["val"] is not None and len(pick["val"]):
+            io.write_parquet(ctx.run_dir / "fused_val.parquet", pick["val"])
         return {"method": "none", "inputs": names, "weights": [1.0], "singles": singles, "val": pick["val"],
                 "test": pick["test"], "source": best}
     methods = ["rrf", "rank_average", "score_sum"] if fc["method"] == "auto" else [fc["method"]]
-    if has_val:
+    if fc["weights"] is not None:  # fixed (by CV): the weights of the rounds present
+        if fc["method"] == "auto" or fc["rounds"] == "all" or len(fc["weights"]) != len(fc["rounds"]):
+            raise ValueError("fusion.weights needs a fusion.method and one weight per entry of fusion.rounds")
+        by_round = dict(zip(fc["rounds"], fc["weights"]))
+        weights = [float(by_round[int(n.split("/")[0].split("_")[1])]) for n in names]
+        method, tuned = fc["method"], {}
+        weights = weights if sum(weights) > 0 else [1.0] * len(named)
+    elif has_val:
         tuned = {m: tune_weights([p["val"] for _, p in named], ctx.val_pairs, m) for m in methods}
         method = max(tuned, key=lambda m: tuned[m][1])
         weights = list(tuned[method][0])
@@ -629,6 +663,8 @@ def fuse_rounds(ctx: RunContext) -> dict:
         method, weights, tuned = (methods[0] if fc["method"] != "auto" else "rrf"), [1.0] * len(named), {}
     fused = {p: fuse([r[p] for _, r in named], method, weights, fc["top_k"])
              for p in ("val", "test") if all(r[p] is not None and len(r[p]) for _, r in named)}
+    if "val" in fused:
+        io.write_parquet(ctx.run_dir / "fused_val.parquet", fused["val"])
     return {"method": method, "inputs": names, "weights": weights, "singles": singles,
             "tuned": {m: v[1] for m, v in tuned.items()}, "val": fused.get("val"), "test": fused.get("test"),
             "source": f"fused({method})"}

@@ -1,6 +1,8 @@
 """Collect every round's ``metrics.json`` into one table, and plot / write it as a report.
 
-Layout scanned: ``runs/<split>/round_<r>/metrics.json`` (docs/DESIGN.md). Inside a file,
+Layout scanned: ``runs/<split>/round_<r>/metrics.json``, a CV run's folds
+``runs/<run>/fold_<k>/round_<r>/metrics.json`` (split ``<run>/fold_<k>``) and its pooled
+``runs/<run>/cv.json`` (stages ``cv:<stage>``) (docs/DESIGN.md). Inside a file,
 each top-level key is a stage (the notebook's section) and every nested dict holding a
 ``map@25`` is one row, its key path below the stage being the model, e.g.
 ``{"06_rerank": {"retrieval": {...}, "reranked": {...}, "blend_alpha": 0.3}}`` gives rows
@@ -67,12 +69,22 @@ def collect(runs_dir: Path) -> pd.DataFrame:
     if not runs_dir.is_dir():
         raise FileNotFoundError(f"{runs_dir}: runs directory not found")
     rows = []
-    for path in runs_dir.glob("*/round_*/metrics.json"):
+    for path in [*runs_dir.glob("*/round_*/metrics.json"), *runs_dir.glob("*/fold_*/round_*/metrics.json")]:
         match = ROUND_RE.match(path.parent.name)
         if not match:
             continue
+        run = path.parent.parent.relative_to(runs_dir).as_posix()  # <run> or <run>/fold_<k>
         for row in read_metrics(path):
-            rows.append({"split": path.parent.parent.name, "round": int(match.group(1)), **row})
+            rows.append({"split": run, "round": int(match.group(1)), **row})
+    for path in runs_dir.glob("*/cv.json"):  # a CV run's pooled out-of-fold stages (utils.cv.choose)
+        try:
+            stages = json.loads(path.read_text(encoding="utf-8"))["stages"]
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise ValueError(f"{path}: not a CV report (no 'stages' list); rerun the CV run's pooling") from None
+        for st in stages:
+            rows.append({"split": path.parent.name, "round": int(st["round"]), "stage": f"cv:{st['stage']}",
+                         "model": "pooled out of fold", "map@25": st["map@25"], "recall@25": st["recall@25"],
+                         "recall@100": np.nan})
     table = pd.DataFrame(rows, columns=COLUMNS).astype(
         {"split": str, "round": np.int64, "stage": str, "model": str, **{m: np.float64 for m in METRICS}}
     )

@@ -1,0 +1,122 @@
+"""Cross-validate settings of configs/gpu.yaml on the real data: the CV table behind each default.
+
+    python benchmarks/cv_defaults.py --variants init_base,init_previous --rounds 3   # on the GPU machine
+    python benchmarks/cv_defaults.py --variants init_previous --rounds 1 --folds 0 --config ""  # CPU smoke
+
+Each variant is configs/gpu.yaml (or --config) with the overrides in VARIANTS below, run as
+``python -m utils run --split cv`` (every fold the whole chain, pooled out of fold; utils.cv), then
+compared paired against the first variant (``utils.cv.compare``). Writes, per variant,
+``cv_<variant>.json`` (the CV report, choices and seconds per fold) and ``cv_pairs_<variant>.parquet``,
+and ``cv_defaults.md`` (the comparison): under --results (default benchmarks/results/cv_defaults/).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import DEVICE_BUNDLE, RESULTS, ROOT, default_data_dir, machine_info  # noqa: E402
+
+RETRIEVAL = ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "08_fuse_submit"]
+WITH_RERANKER = RETRIEVAL[:4] + ["05_train_reranker", "06_rerank", "08_fuse_submit"]
+VARIANTS: dict[str, dict] = {
+    "init_base": {"train": {"init": "base"}, "notebooks": RETRIEVAL},
+    "init_previous": {"train": {"init": "previous"}, "notebooks": RETRIEVAL},
+    "init_previous_rerank": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER},
+    # the reranker with its prior weight fixed at 0 (what v2 picked every time): 06 then tunes alpha only
+    "init_previous_rerank_w0": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
+                                "rerank": {"item_prior_weight": 0.0}},
+    "init_base_rerank": {"train": {"init": "base"}, "notebooks": WITH_RERANKER},
+    "init_previous_2ep": {"train": {"init": "previous", "epochs": 2}, "notebooks": RETRIEVAL},
+    "init_previous_lr2e-5": {"train": {"init": "previous", "lr": 2.0e-5}, "notebooks": RETRIEVAL},
+}
+
+
+def _deep(base: dict, new: dict) -> dict:
+    out = dict(base)
+    for k, v in new.items():
+        out[k] = _deep(out.get(k) or {}, v) if isinstance(v, dict) else v
+    return out
+
+
+def _device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def main(argv=None) -> None:
+    from utils.runner import run_cv
+
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--variants", default="init_base,init_previous")
+    ap.add_argument("--config", default="configs/gpu.yaml", help="base config ('' = the CPU defaults)")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--folds", default=None, help="e.g. 0,1 (default: all)")
+    ap.add_argument("--cv-scheme", default="v1")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--model", default=None, help="default: the carried MiniLM if present, else the bundled one")
+    ap.add_argument("--runs", default="runs/cv_defaults")
+    ap.add_argument("--results", default=str(RESULTS / "cv_defaults"))
+    ap.add_argument("--report", default=None, help="only compare these finished variants from --results, e.g. a,b")
+    args = ap.parse_args(argv)
+    if args.report:
+        names = args.report.split(",")
+        return _report({n: Path(args.results) / f"cv_pairs_{n}.parquet" for n in names}, Path(args.results),
+                       f"cv_defaults_{'_vs_'.join(names[1:])}_vs_{names[0]}.md")
+
+    data = Path(args.data_dir) if args.data_dir else default_data_dir()
+    carried = DEVICE_BUNDLE / "minilm"
+    model = args.model or (str(carried) if (carried / "config.json").exists() else None)
+    base = yaml.safe_load((ROOT / args.config).read_text()) if args.config else {}
+    results, runs = Path(args.results), {}
+    results.mkdir(parents=True, exist_ok=True)
+    folds = [int(x) for x in args.folds.split(",")] if args.folds else None
+    for name in args.variants.split(","):
+        cfg_path = Path(args.runs) / f"{name}.yaml"
+        cfg_path.parent.mkdir(parents=True, exist_ok=True)
+        cfg_path.write_text(yaml.safe_dump(_deep(base, VARIANTS[name]), sort_keys=False))
+        out = Path(args.runs) / f"{name}_{args.cv_scheme}_r{args.rounds}"
+        t0 = time.perf_counter()
+        result = run_cv(out, data, args.rounds, cfg_path, model, folds=folds, scheme=args.cv_scheme)
+        seconds = time.perf_counter() - t0
+        per_fold = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("fold_*/fold_seconds.json"))}
+        report = {"variant": name, "overrides": VARIANTS[name], "config": args.config, "rounds": args.rounds,
+                  "cv_scheme": args.cv_scheme, "data": str(data), "seconds": round(seconds, 1),
+                  "seconds_per_fold": per_fold, "machine": machine_info(_device()), "cv": result,
+                  "choices": (out / "choices.yaml").read_text() if result else None}
+        (results / f"cv_{name}.json").write_text(json.dumps(report, indent=1, default=str))
+        if result:
+            (results / f"cv_pairs_{name}.parquet").write_bytes((out / "cv_pairs.parquet").read_bytes())
+            runs[name] = out
+        print(f"{name}: {seconds:.0f} s, per fold {per_fold}", flush=True)
+    if len(runs) >= 2:
+        _report(runs, results, "cv_defaults.md")
+
+
+def _report(runs: dict, results: Path, name: str) -> None:
+    from utils.cv import compare
+
+    from utils.cv import stage_gains
+
+    table = compare(runs)
+    within = "".join(f"\n## `{n}`: stages and their paired gain over retrieval\n\n"
+                     + stage_gains(pd.read_parquet(p if str(p).endswith(".parquet") else Path(p) / "cv_pairs.parquet"))
+                     .to_markdown(index=False, floatfmt=".4f") + "\n" for n, p in runs.items())
+    md = (f"# CV of configs/gpu.yaml variants: {', '.join(runs)}\n\n"
+          f"Pooled out-of-fold MAP@25 / Recall@25 on the pairs every variant scored; differences against "
+          f"`{next(iter(runs))}` with a 95% paired bootstrap over questions (benchmarks/cv_defaults.py).\n\n"
+          + table.to_markdown(index=False, floatfmt=".4f") + "\n" + within)
+    (results / name).write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,242 @@
+"""Cross-validation: fold partitions, pooled out-of-fold scores, CV choices, compare, and the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from utils import cv
+from utils.config import REPO_ROOT, SAMPLE_DATA_DIR, dump_config, load_config
+from utils.data import load_competition, to_pairs
+from utils.fusion import per_pair_ap, tune_weights, weight_grid
+from utils.io import write_parquet, write_text
+from utils.runner import untuned_fallbacks
+from utils.splits import cv_folds, make_split, unseen_share
+
+
+@pytest.fixture(scope="module")
+def comp():
+    return load_competition(SAMPLE_DATA_DIR)
+
+
+@pytest.mark.parametrize("scheme", ["v1", "v2"])
+def test_cv_folds_put_every_question_in_one_fold(comp, scheme):
+    folds = cv_folds(comp.train, scheme, n_folds=4, seed=3)
+    assert folds.shape == (len(comp.train),) and set(folds) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(folds, cv_folds(comp.train, scheme, n_folds=4, seed=3))
+    vals = [set(make_split(comp.train, "cv", n_folds=4, fold=k, seed=3, cv_scheme=scheme).query("fold == 'val'")["QuestionId"])
+            for k in range(4)]
+    assert sum(map(len, vals)) == len(comp.train) and set().union(*vals) == set(comp.train["QuestionId"])
+
+
+def test_cv_v1_folds_are_v1_splits(comp):
+    for k in range(3):
+        a = make_split(comp.train, "cv", n_folds=3, fold=k, seed=5, cv_scheme="v1")
+        b = make_split(comp.train, "v1", n_folds=3, fold=k, seed=5)
+        pd.testing.assert_frame_equal(a, b)
+
+
+def test_cv_v2_folds_hold_out_their_own_misconceptions(comp):
+    pairs = to_pairs(comp.train)
+    v1 = np.mean([unseen_share(make_split(comp.train, "cv", n_folds=4, fold=k, cv_scheme="v1"), pairs) for k in range(4)])
+    v2 = np.mean([unseen_share(make_split(comp.train, "cv", n_folds=4, fold=k, cv_scheme="v2"), pairs) for k in range(4)])
+    assert v2 > v1 + 0.15
+
+
+def test_bad_cv_arguments(comp):
+    with pytest.raises(ValueError, match="unknown cv scheme"):
+        cv_folds(comp.train, "v3")
+    with pytest.raises(ValueError, match="fold 5 outside"):
+        make_split(comp.train, "cv", n_folds=5, fold=5)
+
+
+# -- hand-made CV runs -------------------------------------------------------------------------
+def _ranking(rows: dict[str, list[int]], scores: dict[str, list[float]] | None = None) -> pd.DataFrame:
+    out = []
+    for q, items in rows.items():
+        for i, m in enumerate(items):
+            s = scores[q][i] if scores else 1.0 - 0.01 * i
+            out.append({"QuestionId_Answer": q, "MisconceptionId": m, "rank": i + 1, "score": s})
+    return pd.DataFrame(out)
+
+
+def _fold(root, k: int, r: int, gold: dict[str, int], candidates: dict[str, list[int]], base=None, rerank=None,
+          config: dict | None = None) -> None:
+    d = root / f"fold_{k}" / f"round_{r}"
+    pairs = pd.DataFrame({"QuestionId_Answer": list(gold), "QuestionId": [int(q.split("_")[0]) for q in gold],
+                          "MisconceptionId": list(gold.values())})
+    write_parquet(d / "val_pairs.parquet", pairs)
+    write_parquet(d / "candidates_val.parquet", _ranking(candidates))
+    if base:
+        write_parquet(d / "base_val.parquet", _ranking(base))
+    if rerank is not None:
+        write_parquet(d / "rerank_scores_val.parquet", rerank)
+    write_text(d / "config.yaml", dump_config(load_config(None, config or {})))
+
+
+def test_pooled_table_scores_every_pair_once(tmp_path):
+    # fold 0: 1_A gold first (AP 1), 1_B gold second (1/2); fold 1: 2_A first (1), 2_C third (1/3)
+    _fold(tmp_path, 0, 1, {"1_A": 1, "1_B": 2}, {"1_A": [1, 5], "1_B": [5, 2]}, base={"1_A": [5, 1], "1_B": [2, 5]})
+    _fold(tmp_path, 1, 1, {"2_A": 3, "2_C": 4}, {"2_A": [3, 9], "2_C": [9, 8, 4]}, base={"2_A": [9, 3], "2_C": [4, 9]})
+    table = cv.stage_table(tmp_path).set_index("stage")
+    assert table.loc["retrieval", "map@25"] == pytest.approx((1 + 0.5 + 1 + 1 / 3) / 4)
+    assert table.loc["base", "map@25"] == pytest.approx((0.5 + 1 + 0.5 + 1) / 4)
+    assert table.loc["retrieval", "folds"] == 2 and table.loc["retrieval", "pairs"] == 4
+    result = cv.choose(tmp_path)
+    pooled = pd.read_parquet(tmp_path / "cv_pairs.parquet")
+    for stage, part in pooled.groupby("stage"):
+        assert sorted(part["QuestionId_Answer"]) == ["1_A", "1_B", "2_A", "2_C"], stage  # each pair exactly once
+    assert dict(zip(part["QuestionId_Answer"], part["fold"])) == {"1_A": 0, "1_B": 0, "2_A": 1, "2_C": 1}
+    assert result["chosen"]["name"] == "round_1/candidates"
+    choices = yaml.safe_load((tmp_path / "choices.yaml").read_text())
+    assert choices["config"]["fusion"] == {"method": "none", "rounds": [1], "sources": ["candidates"]}
+    assert "05_train_reranker" not in choices["config"]["notebooks"]  # no reranker to choose: the run skips it
+
+
+def _rerank_run(root, good: bool, n_questions: int = 40) -> None:
+    """Two folds; retrieval ranks each gold third; the reranker scores it first (good) or last (bad)."""
+    for k in range(2):
+        qs = [f"{q}_A" for q in range(k * n_questions // 2, (k + 1) * n_questions // 2)]
+        gold = {q: 100 + i for i, q in enumerate(qs)}
+        cands = {q: [1, 2, g, 3, 4] for q, g in gold.items()}
+        rows = []
+        for q, items in cands.items():
+            for m in items:
+                hit = m == gold[q]
+                rows.append({"QuestionId_Answer": q, "MisconceptionId": m,
+                             "reranker_score": (5.0 if good else -5.0) if hit else 0.0, "item_prior": 0.0, "top_k": 5})
+        _fold(root, k, 1, gold, cands, rerank=pd.DataFrame(rows),
+              config={"rerank": {"item_prior_weight": 0.0}})
+
+
+def test_choose_keeps_a_reranker_that_helps(tmp_path):
+    _rerank_run(tmp_path, good=True)
+    result = cv.choose(tmp_path)
+    assert result["chosen"]["kind"] == "reranked" and result["chosen"]["pooled"]["map@25"] == pytest.approx(1.0)
+    stages = {s["stage"]: s for s in result["stages"]}
+    assert stages["retrieval"]["map@25"] == pytest.approx(1 / 3)
+    assert stages["reranked"]["map@25"] == pytest.approx(1.0)  # out of fold: each fold's alpha from the other
+    assert stages["final"]["gain"] == pytest.approx(2 / 3) and stages["final"]["gain_lo"] > 0
+    config = yaml.safe_load((tmp_path / "choices.yaml").read_text())["config"]
+    alpha = float(result["chosen"]["name"].split("a=")[1].rstrip(")"))
+    assert config["rerank"] == {"blend": alpha, "item_prior_weight": 0.0} and "notebooks" not in config
+    assert config["fusion"] == {"method": "none", "rounds": [1], "sources": ["rerank"]}
+
+
+def test_choose_drops_a_reranker_that_does_not_help(tmp_path):
+    _rerank_run(tmp_path, good=False)
+    result = cv.choose(tmp_path)
+    assert result["chosen"]["name"] == "round_1/candidates"
+    config = cv.read_choices(tmp_path / "choices.yaml")
+    assert config["notebooks"] == [n for n in load_config()["notebooks"] if n not in ("05_train_reranker", "06_rerank")]
+
+
+def test_per_pair_ap_matches_tune_weights():
+    a = _ranking({"q1": [1, 2, 3], "q2": [4, 5, 6], "q3": [7, 8, 9]})
+    b = _ranking({"q1": [3, 2, 1], "q2": [6, 4, 5], "q3": [9, 7, 8]})
+    pairs = pd.DataFrame({"QuestionId_Answer": ["q1", "q2", "q3", "q4"], "MisconceptionId": [3, 4, 8, 1]})
+    for method in ("rrf", "rank_average", "score_sum"):
+        w, best = tune_weights([a, b], pairs, method)
+        ap = per_pair_ap([a, b], pairs, method, [w])[0]
+        assert ap.mean() == pytest.approx(best) and ap[3] == 0.0  # q4 is in no ranking
+    ap = per_pair_ap([a, b], pairs, "rrf", weight_grid(2))
+    assert ap.shape == (len(weight_grid(2)), 4)
+    np.testing.assert_allclose(ap[weight_grid(2).index((1.0, 0.0))], [1 / 3, 1.0, 0.5, 0.0])
+
+
+def test_compare_prints_the_hand_computed_paired_difference(tmp_path):
+    # A: AP 1, 1/2, 0, 1/4; B: 1, 1, 1/2, 1/4 -> B - A = (0 + 1/2 + 1/2 + 0) / 4 = 0.25
+    for name, ap in (("a", [1.0, 0.5, 0.0, 0.25]), ("b", [1.0, 1.0, 0.5, 0.25])):
+        write_parquet(tmp_path / name / "cv_pairs.parquet", pd.DataFrame({
+            "QuestionId_Answer": ["1_A", "1_B", "2_A", "3_A"], "QuestionId": [1, 1, 2, 3], "fold": [0, 0, 1, 1],
+            "round": 1, "stage": "retrieval", "ap": ap}))
+    proc = subprocess.run([sys.executable, "-m", "utils", "compare", "--run", str(tmp_path / "a"), "--run", str(tmp_path / "b"),
+                           "--out", str(tmp_path / "cmp")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    table = cv.compare({"a": tmp_path / "a", "b": tmp_path / "b"})
+    row = table.iloc[0]
+    assert row["b - a"] == pytest.approx(0.25) and row["a map@25"] == pytest.approx(1.75 / 4)
+    assert row["b recall@25"] == 1.0 and row["a recall@25"] == 0.75
+    # questions resampled whole: question 1's pairs move together, so the gain lies in [0, 0.5]
+    assert 0.0 <= row["lo"] <= 0.25 <= row["hi"] <= 0.5
+    assert "0.2500" in proc.stdout and (tmp_path / "cmp" / "compare.md").read_text().count("0.2500") >= 1
+
+
+def test_untuned_fallbacks_are_named():
+    cfg = load_config(None, {"rerank": {"item_prior_weight": "tune"}})
+    said = untuned_fallbacks(cfg, rounds=3)
+    assert any("alpha 0.4" in s for s in said) and any("item prior" in s for s in said)
+    assert any("equal-weight rrf" in s for s in said)
+    assert untuned_fallbacks(cfg, rounds=1)[-1].startswith("06 adds no item prior")
+    chosen = load_config(None, {"rerank": {"blend": 0.3}, "fusion": {"method": "none"}})
+    assert untuned_fallbacks(chosen, rounds=3) == []
+
+
+# -- the real notebooks: a tiny CV run, then a full run applying planted choices ----------------------
+CV_CONFIG = """\
+seed: 0
+split: {n_folds: 2}
+mining: {n: 3, range_min: 2, range_max: 30}
+train: {epochs: 1, batch_size: 8, n_negatives: 3, lr: 1.0e-4, max_query_length: 64, max_passage_length: 32, log_every: 1}
+recall: {k: 30}
+embedder: {batch_size: 32}
+submission: {dir: null}
+rerank: {epochs: 1, n_negatives: 3, top_k: 10, max_length: 96, batch_size: 16}
+notebooks: [01_mine_hn, 02_train_embedder, 03_eval_embedder, 04_recall, 08_fuse_submit]
+"""
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "utils", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=1200)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def test_cv_run_pools_every_labelled_pair_once(tmp_path, tiny_data):
+    config = tmp_path / "cv.yaml"
+    config.write_text(CV_CONFIG)
+    out = tmp_path / "cv"
+    first = _cli("run", "--split", "cv", "--data-dir", str(tiny_data), "--config", str(config), "--out", str(out), "--folds", "1")
+    assert "folds [0] have not finished" in first.stdout and not (out / "cv.json").exists()
+    done = _cli("run", "--split", "cv", "--data-dir", str(tiny_data), "--config", str(config), "--out", str(out))
+    assert "round 1 01_mine_hn: done already" in done.stdout.split("== fold 1 of 2")[1]  # fold 1 resumed, not redone
+    assert "Stages (choices made out of fold" in done.stdout
+    labelled = to_pairs(load_competition(tiny_data).train).dropna(subset=["MisconceptionId"])
+    pooled = pd.read_parquet(out / "cv_pairs.parquet")
+    for stage in ("base", "retrieval", "final"):
+        part = pooled[pooled["stage"] == stage]
+        assert part["QuestionId_Answer"].is_unique and set(part["QuestionId_Answer"]) == set(labelled["QuestionId_Answer"])
+    for k, seen in ((1, 1), (0, 2)):  # each fold scored exactly its own validation questions
+        split = pd.read_parquet(out / f"fold_{k}" / "split.parquet")
+        held = set(split.loc[split["fold"] == "val", "QuestionId"])
+        assert set(pooled.loc[pooled["fold"] == k, "QuestionId"]) == held
+        nb = json.loads((out / f"fold_{k}" / "round_1" / "03_eval_embedder.ipynb").read_text())
+        printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
+        assert f"cross-validation: {seen} of 2 folds pooled" in printed  # fold 1 ran first, alone
+    report = json.loads((out / "cv.json").read_text())
+    retrieval = next(s for s in report["stages"] if s["stage"] == "retrieval")
+    assert retrieval["pairs"] == len(labelled) and retrieval["lo"] <= retrieval["map@25"] <= retrieval["hi"]
+    assert (out / "choices.yaml").exists()
+
+
+def test_full_run_applies_planted_choices(tmp_path, tiny_data):
+    config = tmp_path / "full.yaml"
+    config.write_text(CV_CONFIG.replace("04_recall, 08_fuse_submit", "04_recall, 05_train_reranker, 06_rerank, 08_fuse_submit"))
+    choices = tmp_path / "choices.yaml"
+    choices.write_text(yaml.safe_dump({"config": {"rerank": {"blend": 0.3, "item_prior_weight": 0.0},
+                                                  "fusion": {"method": "none"}}, "cv": {"chosen": "planted"}}))
+    out = tmp_path / "full"
+    proc = _cli("run", "--split", "full", "--data-dir", str(tiny_data), "--config", str(config), "--out", str(out),
+                "--choices", str(choices))
+    assert "applying the CV choices" in proc.stdout and "WARNING" not in proc.stderr
+    snap = yaml.safe_load((out / "round_1" / "config.yaml").read_text())
+    assert snap["rerank"]["blend"] == 0.3 and snap["fusion"]["method"] == "none"
+    m = json.loads((out / "round_1" / "metrics.json").read_text())
+    assert m["06_rerank"]["blend_alpha"] == 0.3 and m["06_rerank"]["tuned_on_validation"] is False
+    assert (out / "submission.csv").exists()
