@@ -26,6 +26,9 @@ from _common import DEVICE_BUNDLE, RESULTS, ROOT, default_data_dir, machine_info
 
 RETRIEVAL = ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "08_fuse_submit"]
 WITH_RERANKER = RETRIEVAL[:4] + ["05_train_reranker", "06_rerank", "08_fuse_submit"]
+# Every variant lets CV choose among all blends and fusions (as configs/gpu.yaml did before these runs
+# fixed them), so that the choice, not the config, decides what 06 and 08 do.
+OPEN = {"rerank": {"blend": True, "item_prior_weight": "tune"}, "fusion": {"method": "auto"}}
 VARIANTS: dict[str, dict] = {
     "init_base": {"train": {"init": "base"}, "notebooks": RETRIEVAL},
     "init_previous": {"train": {"init": "previous"}, "notebooks": RETRIEVAL},
@@ -82,7 +85,7 @@ def main(argv=None) -> None:
     for name in args.variants.split(","):
         cfg_path = Path(args.runs) / f"{name}.yaml"
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(yaml.safe_dump(_deep(base, VARIANTS[name]), sort_keys=False))
+        cfg_path.write_text(yaml.safe_dump(_deep(_deep(base, OPEN), VARIANTS[name]), sort_keys=False))
         out = Path(args.runs) / f"{name}_{args.cv_scheme}_r{args.rounds}"
         t0 = time.perf_counter()
         result = run_cv(out, data, args.rounds, cfg_path, model, folds=folds, scheme=args.cv_scheme)

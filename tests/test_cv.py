@@ -11,6 +11,8 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import TINY_CONFIG
+
 from utils import cv
 from utils.config import REPO_ROOT, SAMPLE_DATA_DIR, dump_config, load_config
 from utils.data import load_competition, to_pairs
@@ -179,17 +181,9 @@ def test_untuned_fallbacks_are_named():
 
 
 # -- the real notebooks: a tiny CV run, then a full run applying planted choices ----------------------
-CV_CONFIG = """\
-seed: 0
-split: {n_folds: 2}
-mining: {n: 3, range_min: 2, range_max: 30}
-train: {epochs: 1, batch_size: 8, n_negatives: 3, lr: 1.0e-4, max_query_length: 64, max_passage_length: 32, log_every: 1}
-recall: {k: 30}
-embedder: {batch_size: 32}
-submission: {dir: null}
-rerank: {epochs: 1, n_negatives: 3, top_k: 10, max_length: 96, batch_size: 16}
-notebooks: [01_mine_hn, 02_train_embedder, 03_eval_embedder, 04_recall, 08_fuse_submit]
-"""
+# the tests' tiny config: two folds, one training epoch, the retrieval chain
+CV_CONFIG = (TINY_CONFIG.replace("seed: 0\n", "seed: 0\nsplit: {n_folds: 2}\n").replace("epochs: 2,", "epochs: 1,")
+             .replace("05_train_reranker, 06_rerank, ", ""))
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

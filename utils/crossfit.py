@@ -55,9 +55,10 @@ def crossfit_candidates(ctx: "RunContext", folds: int, k: int) -> pd.DataFrame:
         held_out = train[train["QuestionId"].astype(int).isin(held)]
         if not path.exists():
             fit = train[~train["QuestionId"].astype(int).isin(held)]
-            records = mine_records(ctx, ctx.embedder("mining"), fit)[0]
+            # from the base model: later rounds' embedders were trained on the held-out questions too
+            records = mine_records(ctx, ctx.embedder("base"), fit)[0]
             io.write_jsonl(fold_dir / "hard_negatives.jsonl", records)
-            fit_embedder(ctx, fold_dir / "hard_negatives.jsonl", fold_dir / "embedder")
+            fit_embedder(ctx, fold_dir / "hard_negatives.jsonl", fold_dir / "embedder", start=ctx.base_model)
             io.write_parquet(path, rank(ctx, ctx.embedder(fold_dir / "embedder"), held_out, k))
             shutil.rmtree(fold_dir / "embedder", ignore_errors=True)
         cands = pd.read_parquet(path)

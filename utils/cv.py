@@ -285,7 +285,7 @@ def choose(root: str | Path, write: bool = True) -> dict:
         stages.append(_summary(ap, groups, round=r, stage=name, how=how))
         per_pair.append(pairs[[QUERY, "QuestionId", "fold"]].assign(round=r, stage=name, ap=ap))
 
-    base = stage_table(root)  # zero-shot rows come from 03's files
+    in_fold = stage_table(root)  # the stages as each fold ran them (06/08 tuned in fold), for the report
     folds = fold_dirs(root)
     for r in info["rounds"]:
         got = _align_pairs(_pooled(folds, r, "base_val"), pairs)
@@ -304,7 +304,6 @@ def choose(root: str | Path, write: bool = True) -> dict:
     ap_final, picks = out_of_fold(alts)
     stage("final", max(info["rounds"]), ap_final, "all alternatives, chosen out of fold (the submission's recipe)")
     _add_gains(stages, per_pair)
-    table = pd.DataFrame(stages)
     rows = [_summary(A[i], groups, name=n, kind=k) for i, (n, k) in enumerate(zip(alts.names, alts.kinds))]
     alt_table = pd.DataFrame(rows).sort_values("map@25", ascending=False, ignore_index=True)
     spec = alts.specs[chosen]
@@ -318,7 +317,7 @@ def choose(root: str | Path, write: bool = True) -> dict:
     if write:
         io.write_json(root / "cv.json", result)
         io.write_parquet(root / "cv_pairs.parquet", pd.concat(per_pair, ignore_index=True))
-        io.write_text(root / "cv.md", to_markdown(result, base))
+        io.write_text(root / "cv.md", to_markdown(result, in_fold))
         io.write_text(root / CHOICES_FILE, _choices_yaml(overrides, result, alt_table))
     return result
 
@@ -362,7 +361,7 @@ def _overrides(spec: dict, cfg: dict) -> dict:
 def _choices_yaml(overrides: dict, result: dict, alt_table: pd.DataFrame) -> str:
     c = result["chosen"]
     singles = alt_table[alt_table["kind"] != "fused"]
-    fused = alt_table[alt_table["kind"] == "fused"].drop_duplicates(subset=None).head(10)
+    fused = alt_table[alt_table["kind"] == "fused"].head(10)
     doc = {
         "config": overrides,
         "cv": {

@@ -233,18 +233,18 @@ def train(ctx: RunContext) -> list[dict]:
     return log
 
 
-def fit_embedder(ctx: RunContext, records_path: Path, out_dir: Path) -> tuple[list[dict], str]:
+def fit_embedder(ctx: RunContext, records_path: Path, out_dir: Path, start: str | None = None) -> tuple[list[dict], str]:
     """The config's training recipe on the records in ``records_path``, saved to ``out_dir``.
 
-    Returns the loss log and the model training started from.
+    ``start``: the model to fine-tune (default: by ``train.init``). Returns the loss log and the start model.
     """
     from .train_embedder import TrainConfig, train_embedder
 
     tcfg = dict(ctx.config["train"])
     tcfg.setdefault("seed", ctx.config["seed"])
-    init = tcfg.pop("init", "base")  # "base": each round starts from the base model; "previous": continues
+    init = tcfg.pop("init", "previous")  # "previous" (default): round r continues from r-1; "base": restarts
     gpus = int(tcfg.pop("gpus", 1))  # > 1: torchrun, one process per GPU, negatives shared across GPUs
-    start = ctx.mining_model if init == "previous" else ctx.base_model
+    start = start or (ctx.mining_model if init == "previous" else ctx.base_model)
     cfg = TrainConfig.from_dict(tcfg)
     if gpus > 1:
         from .train_embedder import train_distributed
