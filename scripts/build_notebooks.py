@@ -149,7 +149,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                "a dataset `kaggle_datasets/<slug>/` with the fine-tuned `embedder/`, the `reranker/` when this round "
                "trained one, a copy of the `utils/` package and the effective `config.yaml`; and a kernel "
                "`kaggle_datasets/<slug>-inference/` running `kaggle_inference.ipynb` on it (GPU on, internet off). "
-               "Both metadata files are validated offline; nothing is sent from here."),
+               "Both metadata files are validated offline; nothing is sent from here. The same, for a finished "
+               "round without re-running any notebook: `python -m utils export runs/v1 --round 1`."),
         ("params", PARAMETERS),
         ("code", SETUP),
         ("code", "import json\nfrom utils.inference import export_round\n"
@@ -199,6 +200,12 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                    'out_dir = "/kaggle/working"   # submission.csv goes here\n'
                    'config_path = None   # None: models_dir/config.yaml'),
         ("code", "import sys\nfrom pathlib import Path\n\n"
+                 "# An input not attached (Add Input) stops here with one line, before `import utils` (which lives in models_dir).\n"
+                 "for name, what in (('models_dir', 'the dataset'), ('data_dir', 'the competition')):\n"
+                 "    value = globals().get(name)  # None: not set here (e.g. this cell run alone), nothing to check\n"
+                 "    if value is not None and not Path(value).is_dir():\n"
+                 "        raise SystemExit(f\"{name} = {str(value)!r} is not a folder: attach {what} {Path(value).name!r} \"\n"
+                 "                         f\"to this notebook (Add Input), or set {name}\")\n"
                  "if (Path(models_dir) / 'utils').is_dir():  # import the packed utils offline\n"
                  "    sys.path.insert(0, str(models_dir))\n"
                  "import utils\nprint('utils from', Path(utils.__file__).parent)"),

@@ -1,4 +1,4 @@
-"""Command line: ``python -m utils run|compare|report|infer|kaggle ...``."""
+"""Command line: ``python -m utils run|compare|report|infer|export|kaggle ...``."""
 
 from __future__ import annotations
 
@@ -25,15 +25,34 @@ def _folds(text: str | None) -> list[int] | None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    """``run``, with errors as one line: the suite's own (bad flags, config, data, run folder) exit 2, a notebook's 1."""
+    from papermill.exceptions import PapermillExecutionError
+
+    try:
+        return _run_chain(args)
+    except PapermillExecutionError as err:
+        nb = getattr(err, "notebook", None)
+        message = " ".join(str(err.evalue).split())  # one line
+        print(f"error: {nb or 'notebook'}: {err.ename}: {message}", file=sys.stderr)
+        failed = getattr(err, "failed_notebook", None)
+        if failed:
+            print(f"  traceback in the executed notebook: {failed}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError) as err:  # ConfigError, DataError, RunFolderError are ValueErrors
+        return _error(str(err))
+
+
+def _run_chain(args: argparse.Namespace) -> int:
     from .config import load_config
     from .cv import read_choices
-    from .runner import run_chain, run_cv, untuned_fallbacks
+    from .runner import _deep_update, run_chain, run_cv, untuned_fallbacks
 
     if args.rounds < 1:
         return _error(f"--rounds {args.rounds}: at least 1")
     if args.split != "cv" and (args.folds is not None or args.cv_scheme is not None):
         return _error("--folds and --cv-scheme go with --split cv")
-    overrides = read_choices(args.choices) if args.choices else None
+    choices = read_choices(args.choices) if args.choices else None
+    overrides = _deep_update(choices or {}, {"show_progress": False}) if args.quiet else choices
     out = Path(args.out or f"runs/{args.split}")
     t0 = time.perf_counter()
     if args.split == "cv":
@@ -45,8 +64,8 @@ def _run(args: argparse.Namespace) -> int:
             print(f"CV report: {out / 'cv.md'}\nchoices: {out / 'choices.yaml'} "
                   f"(apply: python -m utils run --split full --choices {out / 'choices.yaml'})")
         return 0
-    if overrides:
-        print(f"applying the CV choices of {args.choices}: {overrides}")
+    if choices:
+        print(f"applying the CV choices of {args.choices}: {choices}")
     elif args.split == "full":
         fallbacks = untuned_fallbacks(load_config(args.config), args.rounds)
         if fallbacks:
@@ -114,6 +133,21 @@ def _infer(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    """``export``: pack a finished round for Kaggle (what 07_export does), as one command."""
+    from .inference import export
+
+    try:
+        exp = export(args.run_dir, args.round, name=args.name, owner=args.owner, out_root=args.out)
+    except (ValueError, FileNotFoundError) as err:  # ConfigError is a ValueError
+        return _error(" ".join(str(err).split()))
+    print(f"dataset {exp['dataset_id']}: {exp['dataset_dir']}\nkernel  {exp['kernel_id']}: {exp['kernel_dir']}")
+    for w in exp["warnings"]:
+        print(f"WARNING: {w}", file=sys.stderr)
+    print("push (each command validates only, without --no-dry-run):\n" + "\n".join(f"  {c}" for c in exp["push_commands"]))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m utils", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -125,7 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", default=None, help="YAML file overriding configs defaults")
     run.add_argument("--out", default=None, help="run folder (default runs/<split>)")
     run.add_argument("--model", default=None, help="base embedder: local path or hub id (default: bundled MiniLM)")
-    run.add_argument("--force", action="store_true", help="redo notebooks that already finished")
+    run.add_argument("--force", action="store_true",
+                     help="redo everything (also in a folder made with other data or config); clears its old submission first")
+    run.add_argument("--quiet", action="store_true", help="no progress bars (show_progress false; also off when CI=true)")
     run.add_argument("--cv-scheme", choices=CV_SCHEMES, default=None,
                      help="split cv: v1 grouped K-fold (default) or v2 (each fold holds out its own misconceptions)")
     run.add_argument("--folds", default=None, help="split cv: run only these folds, e.g. 0,2 (default: all)")
@@ -153,6 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     inf.add_argument("--out", required=True, help="folder for submission.csv")
     inf.add_argument("--config", default=None, help="YAML config (default: <models>/config.yaml, else the defaults)")
     inf.set_defaults(func=_infer)
+
+    exp = sub.add_parser("export", help="pack a finished round for Kaggle (07_export's work) without re-running notebooks")
+    exp.add_argument("run_dir", help="the run folder (e.g. runs/v1) or one of its round_<r>/ folders")
+    exp.add_argument("--round", type=int, default=None, help="round to pack (default: the last one with an embedder)")
+    exp.add_argument("--name", default=None, help="dataset slug (default: export.name, else eedi-<run>-r<round>)")
+    exp.add_argument("--owner", default=None, help="Kaggle username (default: export.owner, else $KAGGLE_USERNAME)")
+    exp.add_argument("--out", default=None, help="output root (default: export.dir, kaggle_datasets/)")
+    exp.set_defaults(func=_export)
 
     from .kaggle_export import add_kaggle_subparser
 

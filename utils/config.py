@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ NOTEBOOKS = [
 
 DEFAULTS: dict[str, Any] = {
     "seed": 42,
-    "show_progress": False,
+    "show_progress": "auto",  # progress bars; auto = on, off where CI=true (resolve_progress)
     "cpu_threads": "auto",  # torch CPU threads; auto = 1 on machines with <= 2 CPUs (see pipeline.configure_threads)
     "notebooks": ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "05_train_reranker",
                   "06_rerank", "08_fuse_submit"],
@@ -54,6 +56,173 @@ class ConfigError(ValueError):
     """A config file names an unknown key or a value of the wrong type."""
 
 
+@dataclass(frozen=True)
+class Rule:
+    """What one config value may be: one of ``kinds`` within the bounds, or one of ``choices``.
+
+    kinds: ``int``, ``number`` (int or float), ``bool``, ``str``, ``list``, ``dict``, ``any``;
+    ``null`` also allows None; ``item`` checks each element of a list.
+    """
+
+    kinds: tuple[str, ...] = ()
+    choices: tuple = ()
+    null: bool = False
+    gt: float | None = None
+    ge: float | None = None
+    le: float | None = None
+    item: "Rule | None" = None
+
+
+def _int(ge: float | None = None, null: bool = False) -> Rule:
+    return Rule(("int",), null=null, ge=ge)
+
+
+def _num(gt: float | None = None, ge: float | None = None, le: float | None = None, null: bool = False) -> Rule:
+    return Rule(("number",), null=null, gt=gt, ge=ge, le=le)
+
+
+def _one_of(*choices, null: bool = False) -> Rule:
+    return Rule(choices=choices, null=null)
+
+
+# Types and ranges beyond what a key's default shows (a key not listed here must keep its default's
+# type: int, float (any number), bool, str, list, dict; a None default allows anything).
+RULES: dict[str, Rule] = {
+    "seed": _int(ge=0),
+    "show_progress": Rule(("bool",), choices=("auto",)),
+    "cpu_threads": Rule(("int",), choices=("auto",), ge=1),
+    "notebooks": Rule(("list",), item=Rule(("str",))),
+    "split.n_folds": _int(ge=2), "split.fold": _int(ge=0), "split.cv_scheme": _one_of("v1", "v2"),
+    "split.unseen_share": _num(ge=0, le=1), "split.val_share": _num(ge=0, le=1),
+    "embedder.model": Rule(("str",), null=True), "embedder.max_length": _int(ge=1), "embedder.batch_size": _int(ge=1),
+    "embedder.pooling": _one_of("mean", "cls", "last", null=True),
+    "embedder.icl.k": _int(ge=0), "embedder.icl.task": Rule(("str",), null=True),
+    "mining.range_min": _int(ge=0), "mining.range_max": _int(ge=1), "mining.n": _int(ge=1),
+    "mining.max_score_ratio": _num(gt=0, null=True),
+    "train.init": _one_of("base", "previous"), "train.gpus": _int(ge=1),
+    "train.epochs": _num(gt=0), "train.lr": _num(gt=0), "train.batch_size": _int(ge=2),
+    "train.n_negatives": _int(ge=0), "train.temperature": _num(gt=0), "train.warmup_ratio": _num(ge=0, le=1),
+    "train.weight_decay": _num(ge=0), "train.max_grad_norm": _num(ge=0), "train.max_query_length": _int(ge=1),
+    "train.max_passage_length": _int(ge=1), "train.seed": _int(ge=0), "train.lora": Rule(("dict",), null=True),
+    "train.grad_cache_chunk": _int(ge=1, null=True), "train.distill_weight": _num(ge=0),
+    "train.distill_temperature": _num(gt=0), "train.log_every": _int(ge=1), "train.extra": Rule(("dict",)),
+    "recall.k": _int(ge=1),
+    "rerank.family": _one_of("cross_encoder", "llm_pointwise", "llm_listwise"),
+    "rerank.model": Rule(("str",), null=True), "rerank.head": _one_of("mean", "cls"),
+    "rerank.num_layers": _int(ge=1, null=True), "rerank.max_groups": _int(ge=1, null=True),
+    "rerank.top_k": _int(ge=1), "rerank.candidates": _one_of("current", "mining", "crossfit"),
+    "rerank.crossfit_folds": _int(ge=2), "rerank.retrieval_weight": _num(ge=0),
+    "rerank.item_bias_l2": _num(ge=0, null=True), "rerank.item_prior_weight": Rule(("number",), choices=("tune",)),
+    "rerank.n_negatives": _int(ge=1), "rerank.epochs": _num(gt=0), "rerank.lr": _num(gt=0),
+    "rerank.batch_size": _int(ge=1), "rerank.max_length": _int(ge=1), "rerank.loss": _one_of("pointwise", "listwise"),
+    "rerank.lora": Rule(("dict",), null=True), "rerank.window": _int(ge=1), "rerank.stride": _int(ge=1),
+    "rerank.blend": Rule(("bool", "number"), ge=0, le=1), "rerank.score_batch_size": _int(ge=1),
+    "fusion.method": _one_of("auto", "rrf", "rank_average", "score_sum", "none"),
+    "fusion.rounds": Rule(("list",), choices=("all",), item=_int(ge=1)),
+    "fusion.sources": Rule(("list",), item=_one_of("rerank", "candidates")),
+    "fusion.weights": Rule(("list",), null=True, item=_num(ge=0)), "fusion.top_k": _int(ge=1),
+    "submission.k": _int(ge=1), "submission.dir": Rule(("str",), null=True),
+    "export.owner": Rule(("str",), null=True), "export.name": Rule(("str",), null=True),
+    "export.title": Rule(("str",), null=True),
+}
+_KIND_OF = {bool: "bool", int: "int", float: "number", str: "str", list: "list", dict: "dict"}
+_WORDS = {"int": "an integer", "number": "a number", "bool": "true or false", "str": "a string", "list": "a list",
+          "dict": "a mapping"}
+
+
+def _section_defaults() -> dict[str, dict]:
+    """Every key of the sections other modules own, with its default (imported here, not at the top:
+    those modules import this one)."""
+    from dataclasses import MISSING, fields
+
+    from .inference import EXPORT_DEFAULTS
+    from .pipeline import FUSION_DEFAULTS, RERANK_DEFAULTS
+    from .train_embedder import TrainConfig
+
+    train = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+             for f in fields(TrainConfig)}
+    return {"train": {**train, "init": "previous", "gpus": 1}, "rerank": RERANK_DEFAULTS, "fusion": FUSION_DEFAULTS,
+            "export": EXPORT_DEFAULTS}
+
+
+def rule_for(key: str, default: Any) -> Rule:
+    """The rule of ``key`` in RULES, else the type of its default."""
+    if key in RULES:
+        return RULES[key]
+    kind = _KIND_OF.get(type(default))
+    return Rule((kind,)) if kind else Rule(("any",))
+
+
+def _is(value: Any, kind: str) -> bool:
+    if kind == "any":
+        return True
+    if kind in ("int", "number") and isinstance(value, bool):
+        return False
+    return isinstance(value, {"int": int, "number": (int, float), "bool": bool, "str": str, "list": list,
+                              "dict": dict}[kind])
+
+
+def _describe(rule: Rule) -> str:
+    words = [repr(c) for c in rule.choices] + [_WORDS[k] for k in rule.kinds if k != "any"]
+    return " or ".join(words) + (" or null" if rule.null else "")
+
+
+def check_value(key: str, value: Any, rule: Rule) -> None:
+    """Raise ConfigError naming ``key`` unless ``value`` follows ``rule``."""
+    if (value is None and rule.null) or (rule.choices and value in rule.choices and not isinstance(value, bool)):
+        return
+    kind = next((k for k in rule.kinds if _is(value, k)), None)
+    if kind is None:
+        hint = ""
+        if isinstance(value, str) and "number" in rule.kinds:
+            try:
+                float(value)
+                hint = " (YAML reads 1e-4 as text: write 1.0e-4)"
+            except ValueError:
+                pass
+        raise ConfigError(f"{key}: expected {_describe(rule)}, got {value!r}{hint}")
+    if kind in ("int", "number"):
+        for op, bound, ok in ((">", rule.gt, lambda b: value > b), (">=", rule.ge, lambda b: value >= b),
+                              ("<=", rule.le, lambda b: value <= b)):
+            if bound is not None and not ok(bound):
+                word = f"in [{rule.ge:g}, {rule.le:g}]" if rule.ge is not None and rule.le is not None else f"{op} {bound:g}"
+                raise ConfigError(f"{key}: must be {word}, got {value!r}")
+    if kind == "list" and rule.item is not None:
+        for i, v in enumerate(value):
+            check_value(f"{key}[{i}]", v, rule.item)
+
+
+def validate_config(cfg: dict) -> dict:
+    """Check every key and value of a merged config (see ``RULES``); raise ConfigError naming the key."""
+    owned = _section_defaults()
+
+    def walk(values: dict, defaults: dict, where: str) -> None:
+        for key, value in values.items():
+            path = f"{where}.{key}" if where else key
+            if key not in defaults:
+                raise ConfigError(f"unknown config key {path!r}; known here: {sorted(defaults)}")
+            if isinstance(defaults[key], dict) and isinstance(value, dict) and path not in RULES:
+                walk(value, defaults[key], path)
+            else:
+                check_value(path, value, rule_for(path, defaults[key]))
+
+    walk(cfg, {**DEFAULTS, **owned}, "")
+    unknown_nb = [n for n in cfg["notebooks"] if n not in NOTEBOOKS]
+    if unknown_nb:
+        raise ConfigError(f"unknown notebook(s) {unknown_nb}; known: {NOTEBOOKS}")
+    mining, split, fusion = cfg["mining"], cfg["split"], cfg.get("fusion") or {}
+    if mining["range_min"] >= mining["range_max"]:
+        raise ConfigError(f"mining.range_min ({mining['range_min']}) must be below mining.range_max ({mining['range_max']})")
+    if split["fold"] >= split["n_folds"]:
+        raise ConfigError(f"split.fold {split['fold']}: must be below split.n_folds ({split['n_folds']})")
+    if fusion.get("weights") is not None:
+        rounds = fusion.get("rounds", "all")
+        if fusion.get("method", "auto") == "auto" or rounds == "all" or len(fusion["weights"]) != len(rounds):
+            raise ConfigError("fusion.weights: needs a fusion.method other than auto and one weight per entry of "
+                              f"fusion.rounds, got weights {fusion['weights']} for rounds {rounds!r}")
+    return cfg
+
+
 def _merge(base: dict, override: dict, where: str, open_sections: tuple[str, ...]) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -68,24 +237,47 @@ def _merge(base: dict, override: dict, where: str, open_sections: tuple[str, ...
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    """Defaults, then the YAML file at ``path``, then ``overrides`` (all deep-merged)."""
-    # Sections owned by one module validate their own keys there (e.g. TrainConfig).
+    """Defaults, then the YAML file at ``path``, then ``overrides`` (all deep-merged).
+
+    Every key and value is checked here, before anything runs (``validate_config``); an error
+    names the file (or the overrides) and the key.
+    """
+    # Sections whose keys live in their own module (TrainConfig, RERANK_DEFAULTS, ...): checked in validate_config.
     open_sections = ("train", "rerank", "fusion", "export")
     cfg = copy.deepcopy(DEFAULTS)
     if path is not None:
         path = Path(path)
         if not path.exists():
             raise ConfigError(f"{path}: config file not found")
-        loaded = yaml.safe_load(path.read_text()) or {}
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
-        cfg = _merge(cfg, loaded, "", open_sections)
+        try:
+            cfg = validate_config(_merge(cfg, loaded, "", open_sections))
+        except ConfigError as e:
+            raise ConfigError(f"{path}: {e}") from None
     if overrides:
-        cfg = _merge(cfg, overrides, "", open_sections)
-    unknown_nb = [n for n in cfg["notebooks"] if n not in NOTEBOOKS]
-    if unknown_nb:
-        raise ConfigError(f"unknown notebook(s) {unknown_nb}; known: {NOTEBOOKS}")
+        try:
+            cfg = validate_config(_merge(cfg, overrides, "", open_sections))
+        except ConfigError as e:
+            raise ConfigError(f"config overrides: {e}") from None
+    elif path is None:
+        validate_config(cfg)
+    cfg["show_progress"] = resolve_progress(cfg["show_progress"])
     return cfg
+
+
+def resolve_progress(setting: bool | str, environ: dict | None = None) -> bool:
+    """``show_progress``: ``auto`` is on, except off where the environment has ``CI=true``."""
+    if isinstance(setting, bool):
+        return setting
+    if setting == "auto":
+        env = os.environ if environ is None else environ
+        return env.get("CI", "").strip().lower() not in ("true", "1", "yes")
+    raise ConfigError(f"show_progress {setting!r}: true, false or auto")
 
 
 def dump_config(cfg: dict) -> str:

@@ -10,6 +10,9 @@
   ``models_dir = "/kaggle/input/<slug>"``, the dataset and the competition as sources, GPU on,
   internet off.
 
+``export`` (``python -m utils export RUN_DIR --round R``) does the same for a finished round without
+running a notebook or rewriting its ``config.yaml``; ``export.json`` names no local path.
+
 ``infer`` is what that kernel runs: no training, only test.csv -> embed -> recall top-K ->
 rerank (when a reranker is packed) -> ``submission.csv``. It takes any folder holding
 ``embedder/`` (+ ``reranker/``): an exported dataset or a round folder.
@@ -82,8 +85,13 @@ def _base_model_warnings(folder: Path, what: str) -> list[str]:
         return []
     settings = io.read_json(folder / "embedder_config.json", default={}) or {}
     base = settings.get("base_model") or cfg.get("base_model_name_or_path")
-    return [f"{what}/ holds a LoRA adapter over {base!r}, which is not in the dataset: attach that base "
+    return [f"{what}/ holds a LoRA adapter over {_portable(base)!r}, which is not in the dataset: attach that base "
             f"model to the kernel (Kaggle model or dataset) and make the adapter config point at its /kaggle/input path"]
+
+
+def _portable(path: str | None) -> str | None:
+    """A hub id as it is; a local path as its last part (this machine's folders mean nothing on Kaggle)."""
+    return Path(path).name if path and (os.path.isabs(path) or Path(path).exists()) else path
 
 
 def set_notebook_parameter(nb_path: Path, out_path: Path, name: str, value: str) -> Path:
@@ -158,7 +166,7 @@ def export_round(
         warnings += _base_model_warnings(ctx.reranker_dir, "reranker")
     rc = P.rerank_config(ctx) if has_reranker else None
     manifest = {
-        "dataset_id": dataset_id, "kernel_id": kernel_id, "source_run_dir": str(run_dir),
+        "dataset_id": dataset_id, "kernel_id": kernel_id, "source_run": f"{ctx.out_dir.name}/{run_dir.name}",
         "split": ctx.split, "round": ctx.round_idx, "reranker": has_reranker,
         "rerank_family": rc["family"] if rc else None, "rerank_top_k": rc["top_k"] if rc else None,
         "blend_alpha": _rerank_choice(run_dir, "blend_alpha") if has_reranker else None,
@@ -191,6 +199,67 @@ def export_round(
                           f"python -m utils kaggle kernel {rel['kernel']} --no-dry-run",
                           f"python -m utils kaggle submit {rel['kernel']} --no-dry-run"],
     }
+
+
+def _round_parameters(round_dir: Path) -> dict:
+    """The parameters papermill gave the round's executed notebooks (split, data_dir, model), if any."""
+    import nbformat
+
+    for nb_path in sorted(round_dir.glob("0*.ipynb")):
+        try:
+            params = nbformat.read(str(nb_path), as_version=4).metadata.get("papermill", {}).get("parameters")
+        except Exception:  # an unreadable notebook: try the next one
+            continue
+        if params:
+            return dict(params)
+    return {}
+
+
+def export_context(run_dir: str | os.PathLike, round_idx: int | None = None) -> P.RunContext:
+    """A finished round as ``export_round`` needs it, read only: its ``config.yaml`` and model folders.
+
+    ``run_dir``: the run folder (``runs/v1``, holding ``round_<r>/``) or a round folder itself;
+    ``round_idx`` defaults to the last round with an embedder. No data is loaded and nothing is written.
+    """
+    from .data import Competition
+    from .splits import SPLITS
+
+    run_dir = P._from_root(run_dir)
+    if re.fullmatch(r"round_\d+", run_dir.name) and round_idx in (None, int(run_dir.name.split("_")[1])):
+        run_dir, round_idx = run_dir.parent, int(run_dir.name.split("_")[1])
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"{run_dir}: run folder not found")
+    if round_idx is None:
+        done = sorted(int(d.name.split("_")[1]) for d in run_dir.glob("round_*")
+                      if re.fullmatch(r"round_\d+", d.name) and (d / "embedder" / "embedder_config.json").exists())
+        if not done:
+            raise FileNotFoundError(f"{run_dir}: no round_<r>/ with a fine-tuned embedder to export")
+        round_idx = done[-1]
+    round_dir = run_dir / f"round_{round_idx}"
+    if not round_dir.is_dir():
+        raise FileNotFoundError(f"{round_dir}: round folder not found")
+    config_path = round_dir / "config.yaml"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path}: the round's config snapshot is missing (was the round run?)")
+    cfg = load_config(config_path)
+    params = _round_parameters(round_dir)
+    split = params.get("split") or (run_dir.name if run_dir.name in SPLITS else "unknown")
+    empty = pd.DataFrame(columns=["QuestionId_Answer", "QuestionId", "MisconceptionId", "fold"])
+    comp = Competition(Path(params.get("data_dir") or "."), empty, pd.DataFrame(columns=["MisconceptionId", "MisconceptionName"]))
+    return P.RunContext(round_dir, split, round_idx, cfg, comp, empty, empty,
+                        params.get("model") or cfg["embedder"]["model"])
+
+
+def export(
+    run_dir: str | os.PathLike,
+    round_idx: int | None = None,
+    name: str | None = None,
+    owner: str | None = None,
+    out_root: str | os.PathLike | None = None,
+) -> dict:
+    """``python -m utils export``: ``export_round`` on a finished round, without running any notebook
+    (08 is not re-run) and without rewriting the round's ``config.yaml``."""
+    return export_round(export_context(run_dir, round_idx), name=name, owner=owner, out_root=out_root)
 
 
 # -- inference ---------------------------------------------------------------------------------

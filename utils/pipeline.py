@@ -298,7 +298,13 @@ def per_group_map(ranking: pd.DataFrame, pairs: pd.DataFrame, column: str = "Sub
 
 # -- 08: submission ------------------------------------------------------------------------
 def submit(ctx: RunContext, ranking: pd.DataFrame) -> Path | None:
-    """Write and validate ``submission.csv`` for test.csv in the round and in ``<out>/``."""
+    """Write and validate ``submission.csv`` for test.csv in the round, in ``<out>/`` and in ``<submission.dir>/<run>/``.
+
+    All or none: built and validated once, staged beside every target, then renamed into place,
+    so a failure leaves none of this call's copies.
+    """
+    from contextlib import ExitStack
+
     from .submission import write_submission
 
     if ctx.test_pairs.empty:
@@ -306,10 +312,15 @@ def submit(ctx: RunContext, ranking: pd.DataFrame) -> Path | None:
     k = ctx.config["submission"]["k"]
     ids = ctx.test_pairs["QuestionId_Answer"].tolist()
     valid = corpus_ids(ctx).tolist()
-    path = write_submission(ranking, ids, valid, ctx.run_dir / "submission.csv", k)
-    write_submission(ranking, ids, valid, ctx.out_dir / "submission.csv", k)
+    path = ctx.run_dir / "submission.csv"
+    targets = [path, ctx.out_dir / "submission.csv"]
     if ctx.config["submission"].get("dir"):
-        write_submission(ranking, ids, valid, _from_root(ctx.config["submission"]["dir"]) / ctx.out_dir.name / "submission.csv", k)
+        targets.append(_from_root(ctx.config["submission"]["dir"]) / ctx.out_dir.name / "submission.csv")
+    with ExitStack() as stack:  # each staged file is renamed onto its target only if the block succeeds
+        staged = [stack.enter_context(io.atomic_path(t)) for t in targets]
+        write_submission(ranking, ids, valid, staged[0], k)
+        for tmp in staged[1:]:
+            tmp.write_bytes(staged[0].read_bytes())
     return path
 
 

@@ -9,24 +9,38 @@ name the notebook's ``parameters`` cell does not declare is an error.
 All notebooks of one call run in one Jupyter kernel (IPC transport), cleared with ``%reset -f``
 before each: importing torch and the model stack once instead of per notebook takes ~9 s off
 every notebook on 2 CPU cores, which is most of a fold-round of a CV run on a GPU.
+
+A run folder is guarded against silent wrong results: ``<out>/run.json`` holds a fingerprint of
+the data files and the effective config it was made with, and a run with other ones is refused
+(``force`` starts over); ``<out>/.lock`` keeps a second run out while one writes there.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
 import sys
 import tempfile
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
 from . import io
-from .config import REPO_ROOT, dump_config, load_config
+from .config import REPO_ROOT, SAMPLE_DATA_DIR, dump_config, load_config
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+RUN_FILE = "run.json"  # the fingerprint of what a run folder was made with
+LOCK_FILE = ".lock"
+DATA_FILES = ("train.csv", "test.csv", "misconception_mapping.csv")
+COSMETIC_KEYS = ("show_progress",)  # config keys that change no result: left out of the fingerprint
+
+
+class RunFolderError(ValueError):
+    """A run folder is in use by another run, or holds a run made with other data or another config."""
 
 
 @dataclass
@@ -101,13 +115,128 @@ def run_notebook(src: Path, dst: Path, parameters: dict, kernel: str = "python3"
             str(src), str(tmp), parameters=parameters, kernel_name=kernel, progress_bar=False,
             cwd=str(cwd or REPO_ROOT), log_output=False, **({"km": km} if km is not None else {}),
         )
-    except Exception:
+    except Exception as err:
         failed = dst.with_name(f"{dst.stem}.failed.ipynb")
-        if tmp.exists():
+        kept = tmp.exists()
+        if kept:
             os.replace(tmp, failed)
-            print(f"  failed: the executed notebook is kept at {failed}", file=sys.stderr)
+        err.notebook, err.failed_notebook = src, failed if kept else None  # for one-line reports (``python -m utils``)
         raise
     os.replace(tmp, dst)
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def fingerprint(cfg: dict, data_dir: str | os.PathLike | None, split: str, model: str | None) -> dict:
+    """What a run folder's results depend on: the data files' bytes, the config (less cosmetic keys), split, model."""
+    root = Path(data_dir) if data_dir else SAMPLE_DATA_DIR
+    for name in ("train.csv", "misconception_mapping.csv"):
+        if not (root / name).exists():
+            raise FileNotFoundError(f"{root / name}: file not found (expected Kaggle's Eedi layout)")
+    data = {name: _sha256(root / name) if (root / name).exists() else None for name in DATA_FILES}
+    config = {k: v for k, v in cfg.items() if k not in COSMETIC_KEYS}
+    found = {"data_dir": str(root), "data": data, "split": split, "model": model, "config": config}
+    return json.loads(json.dumps(found, default=str))  # as stored in run.json
+
+
+def fingerprint_changes(saved: dict, current: dict) -> list[str]:
+    """What differs between two fingerprints, in words (empty: the same run)."""
+    changes = []
+    files = [n for n in DATA_FILES if (saved.get("data") or {}).get(n) != current["data"][n]]
+    if files:
+        changes.append(f"data ({', '.join(files)} differ; made from {saved.get('data_dir')}, now {current['data_dir']})")
+    old, new = saved.get("config") or {}, current["config"]
+    keys = [k for k in dict.fromkeys([*new, *old]) if old.get(k) != new.get(k)]  # in config order
+    if keys:
+        changes.append(f"config (top-level keys that differ: {', '.join(keys)})")
+    for key in ("split", "model"):
+        if saved.get(key) != current[key]:
+            changes.append(f"{key} (was {saved.get(key)}, now {current[key]})")
+    return changes
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _lock_pid(lock: Path) -> int | None:
+    try:
+        return int(lock.read_text().strip())
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+@contextmanager
+def run_lock(out: Path) -> Iterator[Path]:
+    """Hold ``<out>/.lock`` (this process's pid) while a run writes to ``out``; released on exit, also on failure.
+
+    A lock held by a live process is an error naming its pid; one left by a dead process is taken over, with a note.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    lock = out / LOCK_FILE
+    tmp = out / f".lock.{os.getpid()}.tmp"
+    tmp.write_text(f"{os.getpid()}\n")
+    try:
+        for attempt in range(2):
+            try:
+                os.link(tmp, lock)  # atomic: the lock appears with its pid in it, or not at all
+                break
+            except FileExistsError:
+                pid = _lock_pid(lock)
+                if pid is not None and _pid_alive(pid):
+                    raise RunFolderError(f"{out} is in use by another run (pid {pid}, lock {lock}); wait for it to "
+                                         "finish or use another --out") from None
+                if attempt:
+                    raise RunFolderError(f"{out}: could not take the lock {lock}") from None
+                print(f"note: taking over {lock}: the run that left it (pid {pid}) is not running", file=sys.stderr)
+                lock.unlink(missing_ok=True)
+    finally:
+        tmp.unlink(missing_ok=True)
+    try:
+        yield lock
+    finally:
+        if _lock_pid(lock) == os.getpid():
+            lock.unlink(missing_ok=True)
+
+
+def submission_copies(cfg: dict, out: Path) -> list[Path]:
+    """The run-level submissions 08 writes: ``<out>/submission.csv`` and ``<submission.dir>/<run>/submission.csv``."""
+    paths = [out / "submission.csv"]
+    if cfg["submission"].get("dir"):
+        from .pipeline import _from_root
+
+        paths.append(_from_root(cfg["submission"]["dir"]) / out.name / "submission.csv")
+    return paths
+
+
+def _clear(out: Path, cfg: dict) -> None:
+    """``force``: remove what a previous run left, so a failing forced run leaves no finished-looking result."""
+    for p in [*sorted(out.glob("round_*")), out / "split.parquet", out / RUN_FILE, *submission_copies(cfg, out)]:
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def _recover_interrupted(out: Path) -> None:
+    """A ``.<name>.running.ipynb`` left by a killed run becomes ``<name>.failed.ipynb``, said in one line."""
+    for tmp in sorted(out.glob("round_*/.*.running.ipynb")):
+        failed = tmp.with_name(f"{tmp.name[1:-len('.running.ipynb')]}.failed.ipynb")
+        os.replace(tmp, failed)
+        print(f"note: {tmp.parent.name}/{failed.name.split('.')[0]} was interrupted in an earlier run; "
+              f"its partial notebook is now {failed}", file=sys.stderr)
 
 
 def run_chain(
@@ -127,28 +256,42 @@ def run_chain(
 
     ``overrides``: config values over the file's (a CV fold's ``split.fold``, CV choices), kept in
     each round's ``config.yaml``; ``km``: a ``shared_kernel`` to run in (default: one for this call).
+    A folder made with other data, config, split or model is refused (``RunFolderError``) unless ``force``.
     """
-    if km is None:
-        with shared_kernel() as km:
-            return run_chain(out, data_dir, split, rounds, config_path, model, force, notebooks, verbose, overrides, km)
     out = Path(out).resolve()
     cfg = load_config(config_path, overrides)  # validates before anything runs
     chain = notebooks or cfg["notebooks"]
     data_dir = str(Path(data_dir).resolve()) if data_dir else None
+    current = fingerprint(cfg, data_dir, split, model)
+    with run_lock(out):
+        if force:
+            _clear(out, cfg)
+        saved = io.read_json(out / RUN_FILE)
+        if saved is not None:
+            changes = fingerprint_changes(saved, current)
+            if changes:
+                raise RunFolderError(f"{out} holds a run made with other {'; '.join(changes)}. Use another --out, "
+                                     "or --force to redo everything")
+        elif any(out.glob("round_*")) and verbose:
+            print(f"note: {out} has no {RUN_FILE} (made before fingerprints): resuming it as made with this data and config")
+        if saved is None:
+            io.write_json(out / RUN_FILE, current)
+        _recover_interrupted(out)
+        with nullcontext(km) if km is not None else shared_kernel() as km:
+            return _run_rounds(out, cfg, chain, data_dir, split, rounds, model, force, verbose, km)
+
+
+def _run_rounds(out: Path, cfg: dict, chain: list[str], data_dir: str | None, split: str, rounds: int,
+                model: str | None, force: bool, verbose: bool, km) -> list[StepResult]:
     results: list[StepResult] = []
     dirty = False  # once a step runs, every later step (this round and later rounds) reruns too
-    if force and out.exists():
-        for sub in ["split.parquet"] + [f"round_{r}" for r in range(1, rounds + 1)]:
-            p = out / sub
-            if p.is_dir():
-                shutil.rmtree(p)
-            elif p.exists():
-                p.unlink()
+    snapshot_text = dump_config(cfg)
     for r in range(1, rounds + 1):
         run_dir = out / f"round_{r}"
         run_dir.mkdir(parents=True, exist_ok=True)
         snapshot = run_dir / "config.yaml"
-        io.write_text(snapshot, dump_config(cfg))
+        if not snapshot.exists() or snapshot.read_text(encoding="utf-8") != snapshot_text:
+            io.write_text(snapshot, snapshot_text)  # same fingerprint: at most show_progress differs
         params = {"run_dir": str(run_dir), "data_dir": data_dir, "split": split, "round_idx": r,
                   "config_path": str(snapshot), "model": model}
         for name in chain:
@@ -163,7 +306,12 @@ def run_chain(
                 print(f"round {r} {name}: running ...", flush=True)
             t0 = time.perf_counter()
             dirty = True
-            run_notebook(src, dst, params, km=km)
+            try:
+                run_notebook(src, dst, params, km=km)
+            except Exception:
+                if verbose:
+                    print(f"round {r} {name}: failed after {time.perf_counter() - t0:.1f} s", flush=True)
+                raise
             dt = time.perf_counter() - t0
             results.append(StepResult(r, name, "ran", dt, dst))
             if verbose:

@@ -22,7 +22,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import distributed as D
+from .config import check_value, rule_for
 from .embed import Embedder, cuda_dtype, describe_dtype
 
 
@@ -60,6 +61,12 @@ class TrainConfig:
     distill_temperature: float = 1.0  # teacher softmax temperature: 1 for reranker logits, ~0.05 for cosine scores
     log_every: int = 10
     extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        """Types and ranges as ``train.<field>`` in a config file (utils.config.RULES)."""
+        for f in fields(self):
+            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+            check_value(f"train.{f.name}", getattr(self, f.name), rule_for(f"train.{f.name}", default))
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "TrainConfig":
@@ -376,6 +383,9 @@ def _train(records, model_name_or_path, out_dir, cfg: TrainConfig, device, show_
         fused=on_gpu and all(p.is_cuda and p.is_floating_point() for p in params),
     )
     batches = _batches(len(records), cfg.batch_size, cfg.epochs, cfg.seed)
+    if not batches:  # nothing would train: never save (and so replace a model with) an untrained copy
+        raise ValueError(f"no training step: {len(records)} record(s) at epochs {cfg.epochs} and batch_size "
+                         f"{cfg.batch_size} make no batch of 2 or more queries")
     warmup = int(cfg.warmup_ratio * len(batches))
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min((s + 1) / max(1, warmup), max(0.0, (len(batches) - s) / max(1, len(batches) - warmup)))
@@ -415,12 +425,13 @@ def _train(records, model_name_or_path, out_dir, cfg: TrainConfig, device, show_
         model.config.use_cache = use_cache
     emb.model = model
     emb.max_length = cfg.max_query_length
-    if info.is_main:
-        emb.save(out_dir)
-        from .io import write_json
+    if info.is_main:  # only a finished run replaces out_dir: model and log in a temp dir beside it, then renamed
+        from .io import atomic_dir, write_json
 
-        write_json(Path(out_dir) / "train_log.json", {"config": asdict(cfg), "log": log, "world_size": info.world_size,
-                                                       "seconds": time.perf_counter() - t0, "texts": n_texts})
+        with atomic_dir(out_dir) as tmp:
+            emb.save(tmp)
+            write_json(tmp / "train_log.json", {"config": asdict(cfg), "log": log, "world_size": info.world_size,
+                                                "seconds": time.perf_counter() - t0, "texts": n_texts})
     return log
 
 
