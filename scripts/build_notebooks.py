@@ -198,7 +198,8 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                    'data_dir = "/kaggle/input/eedi-mining-misconceptions-in-mathematics"   # competition data (test.csv)\n'
                    'models_dir = "/kaggle/input/<slug>"   # dataset with embedder/ [+ reranker/], utils/, config.yaml\n'
                    'out_dir = "/kaggle/working"   # submission.csv goes here\n'
-                   'config_path = None   # None: models_dir/config.yaml'),
+                   'config_path = None   # None: models_dir/config.yaml\n'
+                   'wheels_dir = None   # 07_export with export.wheels sets it to "/kaggle/input/<slug>-wheels"'),
         ("code", "import sys\nfrom pathlib import Path\n\n"
                  "# An input not attached (Add Input) stops here with one line, before `import utils` (which lives in models_dir).\n"
                  "for name, what in (('models_dir', 'the dataset'), ('data_dir', 'the competition')):\n"
@@ -206,6 +207,22 @@ NOTEBOOKS: dict[str, list[tuple[str, str]]] = {
                  "    if value is not None and not Path(value).is_dir():\n"
                  "        raise SystemExit(f\"{name} = {str(value)!r} is not a folder: attach {what} {Path(value).name!r} \"\n"
                  "                         f\"to this notebook (Add Input), or set {name}\")\n"
+                 "# Offline wheels (export.wheels): install the pinned transformers, sentence-transformers, ... the models were\n"
+                 "# saved with, before anything imports them; pip takes from the folder only what the image lacks.\n"
+                 "wheels = globals().get('wheels_dir')\n"
+                 "if wheels and (Path(wheels) / 'requirements.txt').is_file():\n"
+                 "    import subprocess\n"
+                 "    names = [l.strip() for l in (Path(wheels) / 'requirements.txt').read_text().splitlines() if l.strip()]\n"
+                 "    pip = [sys.executable, '-m', 'pip', 'install', '--quiet', '--no-index', '--find-links', str(wheels)]\n"
+                 "    proc = subprocess.run(pip + names, capture_output=True, text=True)\n"
+                 "    how = ''\n"
+                 "    if proc.returncode:  # a dependency neither in the image nor packed: install the pinned ones alone\n"
+                 "        proc, how = subprocess.run(pip + ['--no-deps'] + names, capture_output=True, text=True), ' (--no-deps)'\n"
+                 "    if proc.returncode:\n"
+                 "        raise SystemExit(f\"pip install --no-index from {wheels} failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]}\")\n"
+                 "    print(f\"installed from {wheels}{how}: {' '.join(names)}\")\n"
+                 "elif wheels:\n"
+                 "    print(f\"note: wheels_dir {wheels!r} is not attached: using the image's packages (attach {Path(wheels).name!r} if loading fails)\")\n"
                  "if (Path(models_dir) / 'utils').is_dir():  # import the packed utils offline\n"
                  "    sys.path.insert(0, str(models_dir))\n"
                  "import utils\nprint('utils from', Path(utils.__file__).parent)"),

@@ -138,7 +138,7 @@ def _export(args: argparse.Namespace) -> int:
     from .inference import export
 
     try:
-        exp = export(args.run_dir, args.round, name=args.name, owner=args.owner, out_root=args.out)
+        exp = export(args.run_dir, args.round, name=args.name, owner=args.owner, out_root=args.out, wheels=args.wheels)
     except (ValueError, FileNotFoundError) as err:  # ConfigError is a ValueError
         return _error(" ".join(str(err).split()))
     print(f"dataset {exp['dataset_id']}: {exp['dataset_dir']}\nkernel  {exp['kernel_id']}: {exp['kernel_dir']}")
@@ -196,6 +196,9 @@ def main(argv: list[str] | None = None) -> int:
     exp.add_argument("--name", default=None, help="dataset slug (default: export.name, else eedi-<run>-r<round>)")
     exp.add_argument("--owner", default=None, help="Kaggle username (default: export.owner, else $KAGGLE_USERNAME)")
     exp.add_argument("--out", default=None, help="output root (default: export.dir, kaggle_datasets/)")
+    exp.add_argument("--wheels", action=argparse.BooleanOptionalAction, default=None,
+                     help="also pack the pinned transformers/sentence-transformers/peft wheels as <slug>-wheels "
+                          "for the offline kernel (default: export.wheels)")
     exp.set_defaults(func=_export)
 
     from .kaggle_export import add_kaggle_subparser

@@ -8,7 +8,12 @@
   tuned on validation);
 * ``<root>/<slug>-inference/``: a kernel running ``notebooks/kaggle_inference.ipynb`` with
   ``models_dir = "/kaggle/input/<slug>"``, the dataset and the competition as sources, GPU on,
-  internet off.
+  internet off;
+* with ``export.wheels: true`` (or ``wheels=True``), ``<root>/<slug>-wheels/``: a dataset with the
+  wheels of the pinned transformers / sentence-transformers / peft / accelerate / safetensors /
+  tokenizers / huggingface-hub and their dependencies for Kaggle's Python (``utils.wheels``; never
+  torch), also a source of the kernel, whose notebook installs them offline
+  (``wheels_dir = "/kaggle/input/<slug>-wheels"``) before importing ``utils``.
 
 ``export`` (``python -m utils export RUN_DIR --round R``) does the same for a finished round without
 running a notebook or rewriting its ``config.yaml``; ``export.json`` names no local path.
@@ -47,6 +52,12 @@ EXPORT_DEFAULTS = {
     "license": "CC0-1.0",
     "is_private": True,
     "enable_gpu": True,
+    # Offline wheels (utils.wheels): a second dataset <slug>-wheels with the pinned transformers,
+    # sentence-transformers, peft, ... (and their dependencies) for Kaggle's Python, installed by the
+    # kernel before it imports utils. Off by default: it downloads from PyPI the first time.
+    "wheels": False,
+    "wheels_python": "3.11",  # Kaggle's Python (cp tag of compiled wheels)
+    "wheel_cache": None,  # local wheel cache reused by later exports; None: ~/.cache/eedi-wheels
 }
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".ipynb_checkpoints", "*.egg-info")
 
@@ -126,8 +137,14 @@ def export_round(
     owner: str | None = None,
     out_root: str | os.PathLike | None = None,
     notebook: str | os.PathLike | None = None,
+    wheels: bool | None = None,
+    wheel_requirements: list[str] | None = None,
 ) -> dict:
     """Pack this round's models, ``utils/`` and config as a Kaggle dataset, plus its inference kernel.
+
+    ``wheels`` (default: config ``export.wheels``, off) also packs the offline wheels dataset
+    ``<slug>-wheels`` (``utils.wheels.pack_wheels``; ``wheel_requirements`` replaces its default
+    pinned list) and makes the kernel attach and install it.
 
     ``name`` (dataset slug) defaults to config ``export.name``, else ``eedi-<run>-r<round>``;
     ``owner`` to ``export.owner``, else ``$KAGGLE_USERNAME``, else ``your-kaggle-username``;
@@ -159,6 +176,10 @@ def export_round(
     nb_src = Path(notebook) if notebook else INFERENCE_NOTEBOOK
     if not nb_src.is_file():
         raise FileNotFoundError(f"{nb_src}: inference notebook not found (run scripts/build_notebooks.py)")
+    pack = bool(ecfg["wheels"] if wheels is None else wheels)
+    if not isinstance(ecfg["wheels"], bool):
+        raise ValueError(f"export.wheels: expected true or false, got {ecfg['wheels']!r}")
+    wheels_slug = f"{slug}-wheels"
 
     has_reranker = ctx.reranker_dir.is_dir() and any(ctx.reranker_dir.iterdir())
     warnings = _base_model_warnings(ctx.embedder_dir, "embedder")
@@ -172,7 +193,18 @@ def export_round(
         "blend_alpha": _rerank_choice(run_dir, "blend_alpha") if has_reranker else None,
         "item_prior_weight": _rerank_choice(run_dir, "item_prior_weight") if has_reranker else None,
         "recall_k": ctx.config["recall"]["k"], "warnings": warnings,
+        "wheels_dataset_id": f"{owner_}/{wheels_slug}" if pack else None,
     }
+    wheels_pack = None
+    if pack:
+        from .wheels import pack_wheels
+
+        cache = ecfg["wheel_cache"]
+        wheels_pack = pack_wheels(root, f"{owner_}/{wheels_slug}", f"Wheels for {slug}"[:50],
+                                  requirements=wheel_requirements, python_version=str(ecfg["wheels_python"]),
+                                  cache=P._from_root(os.path.expanduser(cache)) if cache else None,
+                                  license_name=ecfg["license"])
+        manifest["wheels_install"] = wheels_pack["install"]
     with tempfile.TemporaryDirectory(prefix="eedi_export_") as tmp:
         stage = Path(tmp)
         shutil.copytree(UTILS_DIR, stage / "utils", ignore=_IGNORE)
@@ -184,18 +216,27 @@ def export_round(
             src["reranker"] = ctx.reranker_dir
         dataset_dir = build_dataset(src, root, dataset_id, title, license_name=ecfg["license"])
         nb = set_notebook_parameter(nb_src, stage / "nb" / nb_src.name, "models_dir", f"{KAGGLE_INPUT}/{slug}")
-        kernel_dir = build_kernel(nb, root, kernel_id, kernel_title, dataset_sources=[dataset_id],
+        if wheels_pack:
+            nb = set_notebook_parameter(nb, nb, "wheels_dir", f"{KAGGLE_INPUT}/{wheels_slug}")
+        sources = [dataset_id] + ([wheels_pack["dataset_id"]] if wheels_pack else [])
+        kernel_dir = build_kernel(nb, root, kernel_id, kernel_title, dataset_sources=sources,
                                   competition_sources=[COMPETITION], enable_gpu=bool(ecfg["enable_gpu"]),
                                   enable_internet=False, is_private=bool(ecfg["is_private"]))
     dataset_meta = validate_dataset_metadata(dataset_dir)
     kernel_meta = validate_kernel_metadata(kernel_dir)
+    wheels_meta = validate_dataset_metadata(wheels_pack["dir"]) if wheels_pack else None
     rel = {k: os.path.relpath(v, REPO_ROOT) if Path(v).is_relative_to(REPO_ROOT) else str(v)
-           for k, v in (("dataset", dataset_dir), ("kernel", kernel_dir))}
+           for k, v in (("dataset", dataset_dir), ("kernel", kernel_dir))
+           + ((("wheels", wheels_pack["dir"]),) if wheels_pack else ())}
     return {
         "dataset_dir": dataset_dir, "kernel_dir": kernel_dir, "dataset_id": dataset_id, "kernel_id": kernel_id,
         "dataset_metadata": dataset_meta, "kernel_metadata": kernel_meta, "files": _listing(dataset_dir),
         "manifest": manifest, "warnings": warnings,
+        "wheels_dir": wheels_pack["dir"] if wheels_pack else None,
+        "wheels_dataset_id": wheels_pack["dataset_id"] if wheels_pack else None,
+        "wheels_metadata": wheels_meta, "wheels_install": wheels_pack["install"] if wheels_pack else None,
         "push_commands": [f"python -m utils kaggle dataset {rel['dataset']} --no-dry-run",
+                          *([f"python -m utils kaggle dataset {rel['wheels']} --no-dry-run"] if wheels_pack else []),
                           f"python -m utils kaggle kernel {rel['kernel']} --no-dry-run",
                           f"python -m utils kaggle submit {rel['kernel']} --no-dry-run"],
     }
@@ -256,10 +297,11 @@ def export(
     name: str | None = None,
     owner: str | None = None,
     out_root: str | os.PathLike | None = None,
+    wheels: bool | None = None,
 ) -> dict:
     """``python -m utils export``: ``export_round`` on a finished round, without running any notebook
-    (08 is not re-run) and without rewriting the round's ``config.yaml``."""
-    return export_round(export_context(run_dir, round_idx), name=name, owner=owner, out_root=out_root)
+    (08 is not re-run) and without rewriting the round's ``config.yaml``. ``wheels``: see ``export_round``."""
+    return export_round(export_context(run_dir, round_idx), name=name, owner=owner, out_root=out_root, wheels=wheels)
 
 
 # -- inference ---------------------------------------------------------------------------------
