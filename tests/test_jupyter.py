@@ -1,0 +1,43 @@
+"""The notebooks as a user opens them in Jupyter: JupyterLab installed, a kernel started in notebooks/."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from utils.config import REPO_ROOT, load_config
+
+CHAIN = [*load_config()["notebooks"], "07_export", "kaggle_inference"]
+
+
+def test_jupyter_lab_is_installed():
+    jupyter = Path(sys.executable).parent / "jupyter"
+    out = subprocess.run([str(jupyter), "lab", "--version"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip().split(".")[0] == "4", out.stderr
+
+
+@pytest.mark.parametrize("name", CHAIN)
+def test_saved_parameters_resolve_from_the_notebooks_folder(name):
+    """The saved parameters cell and the suite's imports run in a kernel whose cwd is notebooks/,
+    and relative paths resolve against the repository, not the cwd (what papermill's runs use)."""
+    nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
+    params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+    assert len(params) == 1
+    probe = ("import os\nfrom utils.pipeline import _from_root\n"
+             "print('cwd', os.path.basename(os.getcwd()))\n"
+             "for key in ('run_dir', 'models_dir', 'out_dir'):\n"
+             "    if key in dir() and isinstance(globals()[key], str) and not globals()[key].startswith('/'):\n"
+             "        print(key, _from_root(globals()[key]))")
+    probe_nb = nbformat.v4.new_notebook(cells=[params[0], nbformat.v4.new_code_cell(probe)],
+                                        metadata=nb.metadata)
+    NotebookClient(probe_nb, timeout=120, kernel_name="python3",
+                   resources={"metadata": {"path": str(REPO_ROOT / "notebooks")}}).execute()
+    printed = "".join(o.get("text", "") for o in probe_nb.cells[1].outputs)
+    assert "cwd notebooks" in printed
+    if name != "kaggle_inference":  # its saved paths are Kaggle's absolute /kaggle/... folders
+        assert f"run_dir {REPO_ROOT / 'runs' / 'v1' / 'round_1'}" in printed
