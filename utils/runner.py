@@ -356,7 +356,9 @@ def run_cv(
         for k in folds:
             if verbose:
                 print(f"== fold {k} of {n} (cv scheme {scheme}) ==", flush=True)
-            fold_overrides = _deep_update(overrides or {}, {"split": {"fold": k, "cv_scheme": scheme}})
+            # a fold's test predictions stay in its folder: no submissions/fold_<k>/ copy shared between CV runs
+            fold_overrides = _deep_update(overrides or {}, {"split": {"fold": k, "cv_scheme": scheme},
+                                                            "submission": {"dir": None}})
             t0 = time.perf_counter()
             run_chain(out / f"fold_{k}", data_dir, "cv", rounds, config_path, model, force, verbose=verbose,
                       overrides=fold_overrides, km=km)
