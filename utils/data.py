@@ -222,7 +222,3 @@ def format_queries(pairs: pd.DataFrame, template: str) -> list[str]:
         return [template.format(**rec) for rec in pairs.to_dict("records")]
     except KeyError as e:
         raise DataError(f"query template names unknown field {e}; fields: {list(pairs.columns)}") from None
-
-
-def corpus_texts(misconceptions: pd.DataFrame) -> list[str]:
-    return misconceptions["MisconceptionName"].tolist()

@@ -173,20 +173,6 @@ def all_reduce_sum(x: float, device: str | torch.device = "cpu") -> float:
 
 
 # -- encoding over several devices ---------------------------------------------------------
-def encode_sharded(embedder, texts: Sequence[str], **encode_kw) -> np.ndarray:
-    """Under torchrun: each rank encodes its contiguous shard, results gathered in order on every rank."""
-    ws = world_size()
-    if ws == 1 or not dist.is_initialized():
-        return embedder.encode(list(texts), **encode_kw)
-    sl = shard_range(len(texts), rank(), ws)
-    local = embedder.encode(list(texts[sl]), as_tensor=True, **encode_kw)
-    dim = local.shape[1] if local.ndim == 2 and local.shape[0] else embedder.model.config.hidden_size
-    local = local.reshape(-1, dim).float()
-    with torch.no_grad():
-        out = all_gather_with_grad(local, shard_sizes(len(texts), ws))
-    return out.cpu().numpy()
-
-
 def encode_multi_device(embedder, texts: Sequence[str], devices: Sequence[str] | None = None, **encode_kw) -> np.ndarray:
     """One process, several devices: a replica of ``embedder`` per device encodes a contiguous shard
     in its own thread (CUDA kernels release the GIL), results concatenated in input order.

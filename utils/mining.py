@@ -107,13 +107,3 @@ def to_flag_records(
             r["neg_scores"] = [float(s) for s in neg_scores[j]]
         records.append(r)
     return records
-
-
-def negative_rank_histogram(query_emb, corpus_emb, records: list[dict], corpus_ids: Sequence[int]) -> np.ndarray:
-    """Ranks (under the mining model) of every mined negative, for a sanity plot."""
-    order = np.argsort(-(np.asarray(query_emb) @ np.asarray(corpus_emb).T), axis=1)
-    pos_of = np.empty_like(order)
-    rows = np.arange(order.shape[0])[:, None]
-    pos_of[rows, order] = np.arange(order.shape[1])[None, :] + 1
-    col = {int(m): i for i, m in enumerate(corpus_ids)}
-    return np.array([pos_of[qi, col[m]] for qi, r in enumerate(records) for m in r["neg_ids"]])
