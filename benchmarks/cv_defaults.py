@@ -42,13 +42,6 @@ VARIANTS: dict[str, dict] = {
 }
 
 
-def _deep(base: dict, new: dict) -> dict:
-    out = dict(base)
-    for k, v in new.items():
-        out[k] = _deep(out.get(k) or {}, v) if isinstance(v, dict) else v
-    return out
-
-
 def _device() -> str:
     import torch
 
@@ -56,6 +49,7 @@ def _device() -> str:
 
 
 def main(argv=None) -> None:
+    from utils.config import deep_update
     from utils.runner import run_cv
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -85,7 +79,7 @@ def main(argv=None) -> None:
     for name in args.variants.split(","):
         cfg_path = Path(args.runs) / f"{name}.yaml"
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
-        cfg_path.write_text(yaml.safe_dump(_deep(_deep(base, OPEN), VARIANTS[name]), sort_keys=False))
+        cfg_path.write_text(yaml.safe_dump(deep_update(deep_update(base, OPEN), VARIANTS[name]), sort_keys=False))
         out = Path(args.runs) / f"{name}_{args.cv_scheme}_r{args.rounds}"
         t0 = time.perf_counter()
         result = run_cv(out, data, args.rounds, cfg_path, model, folds=folds, scheme=args.cv_scheme)

@@ -43,16 +43,16 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_chain(args: argparse.Namespace) -> int:
-    from .config import load_config
+    from .config import deep_update, load_config
     from .cv import read_choices
-    from .runner import _deep_update, run_chain, run_cv, untuned_fallbacks
+    from .runner import run_chain, run_cv, untuned_fallbacks
 
     if args.rounds < 1:
         return _error(f"--rounds {args.rounds}: at least 1")
     if args.split != "cv" and (args.folds is not None or args.cv_scheme is not None):
         return _error("--folds and --cv-scheme go with --split cv")
     choices = read_choices(args.choices) if args.choices else None
-    overrides = _deep_update(choices or {}, {"show_progress": False}) if args.quiet else choices
+    overrides = deep_update(choices or {}, {"show_progress": False}) if args.quiet else choices
     out = Path(args.out or f"runs/{args.split}")
     t0 = time.perf_counter()
     if args.split == "cv":

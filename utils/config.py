@@ -280,5 +280,13 @@ def resolve_progress(setting: bool | str, environ: dict | None = None) -> bool:
     raise ConfigError(f"show_progress {setting!r}: true, false or auto")
 
 
+def deep_update(base: dict, new: dict) -> dict:
+    """``base`` with ``new`` merged in, section by section (unchecked: ``load_config`` checks the result)."""
+    out = dict(base)
+    for key, value in new.items():
+        out[key] = deep_update(out.get(key) or {}, value) if isinstance(value, dict) else value
+    return out
+
+
 def dump_config(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from . import io
-from .config import REPO_ROOT, SAMPLE_DATA_DIR, dump_config, load_config
+from .config import REPO_ROOT, SAMPLE_DATA_DIR, deep_update, dump_config, load_config
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 RUN_FILE = "run.json"  # the fingerprint of what a run folder was made with
@@ -357,7 +357,7 @@ def run_cv(
             if verbose:
                 print(f"== fold {k} of {n} (cv scheme {scheme}) ==", flush=True)
             # a fold's test predictions stay in its folder: no submissions/fold_<k>/ copy shared between CV runs
-            fold_overrides = _deep_update(overrides or {}, {"split": {"fold": k, "cv_scheme": scheme},
+            fold_overrides = deep_update(overrides or {}, {"split": {"fold": k, "cv_scheme": scheme},
                                                             "submission": {"dir": None}})
             t0 = time.perf_counter()
             run_chain(out / f"fold_{k}", data_dir, "cv", rounds, config_path, model, force, verbose=verbose,
@@ -371,13 +371,6 @@ def run_cv(
                   f"(run them with --folds {','.join(map(str, missing))})")
         return None
     return choose(out)
-
-
-def _deep_update(base: dict, new: dict) -> dict:
-    out = dict(base)
-    for key, value in new.items():
-        out[key] = _deep_update(out.get(key) or {}, value) if isinstance(value, dict) else value
-    return out
 
 
 def untuned_fallbacks(cfg: dict, rounds: int) -> list[str]:
