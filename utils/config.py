@@ -141,7 +141,7 @@ def _section_defaults() -> dict[str, dict]:
 
     train = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
              for f in fields(TrainConfig)}
-    return {"train": {**train, "init": "previous", "gpus": 1}, "rerank": RERANK_DEFAULTS, "fusion": FUSION_DEFAULTS,
+    return {"train": {**train, "init": DEFAULTS["train"]["init"], "gpus": 1}, "rerank": RERANK_DEFAULTS, "fusion": FUSION_DEFAULTS,
             "export": EXPORT_DEFAULTS}
 
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from . import io
-from .config import REPO_ROOT, SAMPLE_DATA_DIR, load_config
+from .config import DEFAULTS, REPO_ROOT, SAMPLE_DATA_DIR, load_config
 from .data import Competition, load_competition, to_pairs
 from .embed import Embedder, cached_encode
 from .metrics import evaluate, paired_bootstrap, per_query_ap, ranking_lists, recall_at_k
@@ -242,7 +242,7 @@ def fit_embedder(ctx: RunContext, records_path: Path, out_dir: Path, start: str 
 
     tcfg = dict(ctx.config["train"])
     tcfg.setdefault("seed", ctx.config["seed"])
-    init = tcfg.pop("init", "previous")  # "previous" (default): round r continues from r-1; "base": restarts
+    init = tcfg.pop("init", DEFAULTS["train"]["init"])  # "previous": round r continues from r-1; "base": restarts
     gpus = int(tcfg.pop("gpus", 1))  # > 1: torchrun, one process per GPU, negatives shared across GPUs
     start = start or (ctx.mining_model if init == "previous" else ctx.base_model)
     cfg = TrainConfig.from_dict(tcfg)
