@@ -2,6 +2,7 @@
 
     python benchmarks/prepare_device.py            # model + data -> .cache/bench/
     python benchmarks/prepare_device.py --wheels   # also FlagEmbedding + datasets wheels -> .whl/
+    python benchmarks/prepare_device.py --runner-wheels   # papermill + ipykernel for cv_defaults.py
 
 - ``.cache/bench/minilm``: all-MiniLM-L6-v2 with its weights stored in fp16 (44 MB instead of
   87 MB: the whole carried tree must stay under 64 MiB); ``config.json`` says float32, so every
@@ -20,20 +21,31 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import DEVICE_BUNDLE, ROOT, default_data_dir  # noqa: E402
 
-WHEELS = ["FlagEmbedding==1.4.2", "datasets==5.2.0", "dill==0.4.0", "multiprocess==0.70.18"]
+WHEELS = ["FlagEmbedding==1.4.2", "datasets==5.2.0", "dill==0.4.1", "multiprocess==0.70.19"]
+# What `python -m utils run` (papermill, one shared kernel) needs there beyond the image: for
+# benchmarks/cv_defaults.py. debugpy is left out (ipykernel runs without it; 4 MB of the 64 MiB carry).
+RUNNER_WHEELS = ["papermill==2.7.0", "nbclient==0.11.0", "nbformat==5.11.1", "jupyter_client==8.10.0",
+                 "jupyter_core==5.9.1", "ipykernel==7.4.0", "ipython==9.18.1", "ipython_pygments_lexers==1.1.1",
+                 "traitlets==5.16.1", "pyzmq==27.3.0", "tornado==6.6.1", "comm==0.2.3", "matplotlib-inline==0.2.2",
+                 "nest-asyncio2==1.7.4", "jedi==0.20.1", "parso==0.8.7", "prompt_toolkit==3.0.53", "wcwidth==0.9.4",
+                 "pexpect==4.9.0", "ptyprocess==0.7.0", "stack-data==0.6.3", "executing==2.3.0", "asttokens==3.0.2",
+                 "pure_eval==0.2.4", "entrypoints==0.4.2", "tenacity==9.2.1", "fastjsonschema==2.22.3",
+                 "jsonschema==4.26.0", "jsonschema-specifications==2025.9.1", "referencing==0.37.0",
+                 "rpds-py==2026.9.1", "platformdirs==4.14.9"]
 
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None)
-    ap.add_argument("--wheels", action="store_true", help="also download the wheels into .whl/ (PyPI)")
+    ap.add_argument("--wheels", action="store_true", help="also download the peers' wheels into .whl/ (PyPI)")
+    ap.add_argument("--runner-wheels", action="store_true",
+                    help="also download what the notebook runner needs (papermill, ipykernel, ...) into .whl/")
     args = ap.parse_args(argv)
 
     import torch
@@ -67,13 +79,11 @@ def main(argv=None) -> None:
         if (data_src / name).exists():
             shutil.copy2(data_src / name, data_dst / name)
 
-    if args.wheels:
-        whl = ROOT / ".whl"
-        whl.mkdir(exist_ok=True)
-        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-                        "--python-version", "3.12", "--implementation", "cp", "--platform", "manylinux_2_28_x86_64",
-                        "--platform", "manylinux_2_17_x86_64", "--platform", "manylinux2014_x86_64", "--platform", "any",
-                        "-d", str(whl)] + WHEELS, check=True)
+    wanted = (WHEELS if args.wheels else []) + (RUNNER_WHEELS if args.runner_wheels else [])
+    if wanted:
+        from utils.wheels import download_wheels
+
+        download_wheels(wanted, cache=ROOT / ".whl", python_version="3.12")  # the GPU image's Python
 
     size = sum(f.stat().st_size for f in DEVICE_BUNDLE.rglob("*") if f.is_file())
     if (ROOT / ".whl").exists():
