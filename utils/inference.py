@@ -177,8 +177,6 @@ def export_round(
     if not nb_src.is_file():
         raise FileNotFoundError(f"{nb_src}: inference notebook not found (run scripts/build_notebooks.py)")
     pack = bool(ecfg["wheels"] if wheels is None else wheels)
-    if not isinstance(ecfg["wheels"], bool):
-        raise ValueError(f"export.wheels: expected true or false, got {ecfg['wheels']!r}")
     wheels_slug = f"{slug}-wheels"
 
     has_reranker = ctx.reranker_dir.is_dir() and any(ctx.reranker_dir.iterdir())
