@@ -43,11 +43,11 @@ def default_data_dir() -> Path:
 def resolve_model_arg(model: str | None) -> str:
     """``--model`` if given, else the bundled all-MiniLM-L6-v2, else the carried copy."""
     if model:
-        from utils.embed import resolve_model
+        from utils.retrieval.embed import resolve_model
 
         return resolve_model(model)
     try:
-        from utils.embed import resolve_model
+        from utils.retrieval.embed import resolve_model
 
         return resolve_model(None)
     except ImportError:
@@ -113,7 +113,7 @@ class Timer:
 
 def load_data(data_dir: str | os.PathLike | None):
     """(competition, all pairs, labelled pairs) from ``data_dir``."""
-    from utils.data import load_competition, to_pairs
+    from utils.tasks.eedi import load_competition, to_pairs
 
     comp = load_competition(Path(data_dir) if data_dir else default_data_dir())
     pairs = to_pairs(comp.train)

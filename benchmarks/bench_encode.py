@@ -1,4 +1,4 @@
-"""Encoding throughput: utils.embed.Embedder.encode vs SentenceTransformer.encode, same model and batch.
+"""Encoding throughput: utils.retrieval.embed.Embedder.encode vs SentenceTransformer.encode, same model and batch.
 
     python benchmarks/bench_encode.py                       # all Eedi query texts + misconception names
     python benchmarks/bench_encode.py --limit 64 --repeats 1   # CPU smoke run
@@ -40,7 +40,7 @@ def main(argv=None) -> dict:
     import torch
     from sentence_transformers import SentenceTransformer
 
-    from utils.embed import Embedder
+    from utils.retrieval.embed import Embedder
 
     device = pick_device(args.device)
     gpu = device.startswith("cuda")
@@ -149,7 +149,7 @@ def main(argv=None) -> dict:
              f"cosine thresholds: fp32 > {THRESHOLD['fp32']}, bf16/fp16 > {THRESHOLD['bf16']} (vs ST fp32, per text)"]
     if not gpu:
         notes.append("CPU run: both fp32; bf16/fp16 variants are GPU-only")
-    md = write_results(args.out, result, "Encoding throughput: utils.embed vs sentence-transformers", rows, notes)
+    md = write_results(args.out, result, "Encoding throughput: utils.retrieval.embed vs sentence-transformers", rows, notes)
     for r in rows:
         print(f"{r['ours']:>10} vs {r['peer']:<8} ours {r['ours texts/s']:8.1f} texts/s  peer {r['peer texts/s']:8.1f}  "
               f"ratio {r['ours/peer']:.2f}  min cos {r['min cos vs ST fp32']:.6f} ok={r['cos ok']}")

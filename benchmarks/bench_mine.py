@@ -53,9 +53,9 @@ def main(argv=None) -> dict:
     import numpy as np
     import torch
 
-    from utils.embed import Embedder, default_dtype
-    from utils.mining import mine_hard_negatives, to_flag_records
-    from utils.recall import search_backend, topk
+    from utils.retrieval.embed import Embedder, default_dtype
+    from utils.retrieval.mining import mine_hard_negatives, to_flag_records
+    from utils.retrieval.recall import search_backend, topk
 
     device = pick_device(args.device)
     model = resolve_model_arg(args.model)

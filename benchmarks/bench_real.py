@@ -22,7 +22,8 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, write_results  # noqa: E402
 
-from utils import pipeline as P  # noqa: E402
+from utils import stages
+from utils.metrics import evaluate  # noqa: E402
 from utils.config import load_config  # noqa: E402
 
 
@@ -61,22 +62,22 @@ def main(argv=None) -> None:
         out = work / split
         shutil.rmtree(out, ignore_errors=True)
         for r in range(1, int(rounds) + 1):
-            ctx = P.load_context(out / f"round_{r}", data_dir, split, r, cfg_path)
+            ctx = stages.context.load_context(out / f"round_{r}", data_dir, split, r, cfg_path)
             sec = {}
-            _, sec["mine"] = timed(P.mine, ctx)
-            _, sec["train"] = timed(P.train, ctx)
-            ev, sec["eval"] = timed(P.evaluate_embedders, ctx)
-            _, sec["recall"] = timed(P.recall_candidates, ctx)
-            m = {"zero_shot": P.evaluate(ev["base"], ctx.val_pairs), "retrieval": P.evaluate(ev["finetuned"], ctx.val_pairs)}
+            _, sec["mine"] = timed(stages.mine_hn.mine, ctx)
+            _, sec["train"] = timed(stages.train_embedder.train, ctx)
+            ev, sec["eval"] = timed(stages.eval_embedder.evaluate_embedders, ctx)
+            _, sec["recall"] = timed(stages.recall.recall_candidates, ctx)
+            m = {"zero_shot": evaluate(ev["base"], ctx.val_pairs), "retrieval": evaluate(ev["finetuned"], ctx.val_pairs)}
             if not args.no_rerank:
-                _, sec["train_reranker"] = timed(P.train_reranker, ctx)
-                rr, sec["rerank"] = timed(P.rerank_all, ctx)
+                _, sec["train_reranker"] = timed(stages.train_reranker.train_reranker, ctx)
+                rr, sec["rerank"] = timed(stages.rerank.rerank_all, ctx)
                 m["reranker_only"] = rr["summary"]["reranker_only"]
                 m["reranked"] = rr["summary"]["reranked"]
                 m["blend_alpha"] = rr["summary"]["blend_alpha"]
-            fused, sec["fuse"] = timed(P.fuse_rounds, ctx)
+            fused, sec["fuse"] = timed(stages.fuse_submit.fuse_rounds, ctx)
             if r > 1:
-                m["fused"] = P.evaluate(fused["val"], ctx.val_pairs)
+                m["fused"] = evaluate(fused["val"], ctx.val_pairs)
                 m["fusion"] = {"method": fused["method"], "weights": fused["weights"], "inputs": fused["inputs"]}
             detail[f"{split}/round_{r}"] = {"metrics": m, "seconds": sec, "n_val": len(ctx.val_pairs),
                                             "n_train": len(ctx.train_pairs)}

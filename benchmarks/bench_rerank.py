@@ -4,7 +4,7 @@ Per split: one round of mine -> fine-tune -> recall (the config's recipe), then 
 variant is trained on that round's candidates and scored on validation. Reported per variant:
 MAP@25 of the retriever alone, of the reranker's own order (head reranked, tail kept), and of
 the retrieval/reranker blend tuned on validation (with its alpha), of the same tuning done
-out-of-fold (``utils.rerank.out_of_fold_ap``: the honest estimate of the tuned gain), plus seconds.
+out-of-fold (``utils.rerank.blend.out_of_fold_ap``: the honest estimate of the tuned gain), plus seconds.
 ``--ensembles a+b`` also scores the z-scored mean of variants a and b.
 
     python benchmarks/bench_rerank.py --config configs/gpu.yaml --splits v1,v2          # GPU
@@ -31,10 +31,11 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, write_results  # noqa: E402
 
-from utils import pipeline as P  # noqa: E402
+from utils import stages
+from utils.metrics import evaluate  # noqa: E402
 from utils.config import load_config  # noqa: E402
 from utils.metrics import paired_bootstrap, per_query_ap  # noqa: E402
-from utils.rerank import blend, combine, out_of_fold_ap, rerank, tune_blend  # noqa: E402
+from utils.rerank.blend import blend, combine, out_of_fold_ap, rerank, tune_blend  # noqa: E402
 
 # name -> rerank-config overrides on top of the config file's rerank section and SHORT (so a
 # variant means the same whatever the config's own epochs / negatives are); "default" = MiniLM.
@@ -135,15 +136,15 @@ def main(argv=None) -> None:
     machine = machine_info("cuda" if __import__("torch").cuda.is_available() else "cpu")
     detail: dict = {}
     for split in args.splits.split(","):
-        ctx = P.load_context(work / split / "round_1", data_dir, split, 1, cfg_path)
+        ctx = stages.context.load_context(work / split / "round_1", data_dir, split, 1, cfg_path)
         if args.limit_train:  # smoke runs: the other training pairs leave the run
             drop = set(ctx.train_pairs["QuestionId_Answer"].iloc[args.limit_train:])
             ctx.pairs = ctx.pairs[~ctx.pairs["QuestionId_Answer"].isin(drop)].reset_index(drop=True)
         t0 = time.perf_counter()
-        P.mine(ctx)
-        P.train(ctx)
-        P.evaluate_embedders(ctx)
-        P.recall_candidates(ctx)
+        stages.mine_hn.mine(ctx)
+        stages.train_embedder.train(ctx)
+        stages.eval_embedder.evaluate_embedders(ctx)
+        stages.recall.recall_candidates(ctx)
         round_s = time.perf_counter() - t0
         kept: dict = {}  # variant -> validation scores without the item prior (for --ensembles)
         for name in args.variants.split(","):
@@ -151,11 +152,11 @@ def main(argv=None) -> None:
             rc["model"] = model if rc["model"] == "default" else rc["model"]
             ctx.config["rerank"] = rc
             t0 = time.perf_counter()
-            P.train_reranker(ctx)
+            stages.train_reranker.train_reranker(ctx)
             t_train = time.perf_counter() - t0
             log = json.loads((ctx.reranker_dir / "train_log.json").read_text())
             t0 = time.perf_counter()
-            rr = P.rerank_all(ctx)
+            rr = stages.rerank.rerank_all(ctx)
             t_score = time.perf_counter() - t0
             kept[name] = rr["val_scores_without_prior"]
             s = rr["summary"]
@@ -175,8 +176,8 @@ def main(argv=None) -> None:
             mixed = combine(cands, [kept[m] for m in members], top_k)
             alpha, _, table = tune_blend(cands, mixed, ctx.val_pairs, top_k)
             tuned = blend(cands, mixed, alpha, top_k)
-            s = {"retrieval": P.evaluate(cands, ctx.val_pairs), "reranker_only": P.evaluate(rerank(cands, mixed, top_k), ctx.val_pairs),
-                 "reranked": P.evaluate(tuned, ctx.val_pairs), "blend_alpha": alpha, "item_prior_weight": 0.0,
+            s = {"retrieval": evaluate(cands, ctx.val_pairs), "reranker_only": evaluate(rerank(cands, mixed, top_k), ctx.val_pairs),
+                 "reranked": evaluate(tuned, ctx.val_pairs), "blend_alpha": alpha, "item_prior_weight": 0.0,
                  "gain_ci": paired_bootstrap(per_query_ap(cands, ctx.val_pairs), per_query_ap(tuned, ctx.val_pairs),
                                              groups=ctx.val_pairs["QuestionId"].to_numpy(), seed=cfg["seed"])}
             cv_ap = out_of_fold_ap(cands, mixed, np.zeros(len(mixed)), (0.0,), ctx.val_pairs, top_k, seed=cfg["seed"])

@@ -34,11 +34,12 @@ STAGES = ("setup", "zero_shot", "mine", "train", "recall")
 def run_split(split: str, args, model: str, device: str, work: Path) -> dict:
     import pandas as pd
 
-    from utils import pipeline as P
+    from utils import stages
+from utils.metrics import evaluate
 
     sec: dict[str, float] = {}
     with Timer(device) as t:
-        ctx = P.load_context(work / split / "round_1", data_dir=args.data_dir or default_data_dir(), split=split,
+        ctx = stages.context.load_context(work / split / "round_1", data_dir=args.data_dir or default_data_dir(), split=split,
                              model=model)
         cfg = ctx.config
         cfg["show_progress"] = False
@@ -58,16 +59,16 @@ def run_split(split: str, args, model: str, device: str, work: Path) -> dict:
     sec["setup"] = t.s
     val = ctx.val_pairs
     with Timer(device) as t:
-        before = P.evaluate(P.rank(ctx, ctx.embedder("base"), val), val)
+        before = evaluate(stages.ops.rank(ctx, ctx.embedder("base"), val), val)
     sec["zero_shot"] = t.s
     with Timer(device) as t:
-        _, mine_stats = P.mine(ctx)
+        _, mine_stats = stages.mine_hn.mine(ctx)
     sec["mine"] = t.s
     with Timer(device) as t:
-        log = P.train(ctx)
+        log = stages.train_embedder.train(ctx)
     sec["train"] = t.s
     with Timer(device) as t:
-        after = P.evaluate(P.rank(ctx, ctx.embedder("current"), val), val)
+        after = evaluate(stages.ops.rank(ctx, ctx.embedder("current"), val), val)
     sec["recall"] = t.s
     sec["round"] = sec["mine"] + sec["train"] + sec["recall"]
     sec["total"] = sum(sec[s] for s in STAGES)

@@ -1,4 +1,4 @@
-"""Fine-tuning throughput on the same mined jsonl: utils.train_embedder vs FlagEmbedding's
+"""Fine-tuning throughput on the same mined jsonl: utils.retrieval.train_embedder vs FlagEmbedding's
 encoder-only finetune (subprocess) vs the sentence-transformers trainer with
 MultipleNegativesRankingLoss.
 
@@ -47,8 +47,8 @@ def mine_records(args, model: str, device: str) -> list[dict]:
     """Hard negatives with utils (as notebook 01 does), base model, all labelled pairs (or --limit)."""
     import numpy as np
 
-    from utils.embed import Embedder
-    from utils.mining import mine_hard_negatives, to_flag_records
+    from utils.retrieval.embed import Embedder
+    from utils.retrieval.mining import mine_hard_negatives, to_flag_records
 
     comp, _, labelled = load_data(args.data_dir)
     if args.limit:
@@ -86,7 +86,7 @@ def _free(device: str) -> None:
 def run_ours(records, model, cfg, device, work: Path) -> dict:
     import torch
 
-    from utils.train_embedder import train_embedder
+    from utils.retrieval.train_embedder import train_embedder
 
     _free(device)
     out = work / "ours"
@@ -142,13 +142,13 @@ def run_st(records, model, cfg, device, work: Path) -> dict:
 
 
 def run_flag(records_path: Path, model, cfg, device, work: Path) -> dict:
-    from utils.train_embedder import flagembedding_command
+    from utils.retrieval.train_embedder import flagembedding_command
 
     cmd = flagembedding_command(str(records_path), model, str(work / "flag"), cfg,
                                 use_cpu=not device.startswith("cuda"), python=sys.executable)
     assert cmd[1] == "-m"
     if "--warmup_ratio" in cmd and not _has_warmup_ratio():
-        # utils.train_embedder.flagembedding_command passes --warmup_ratio, which transformers 5
+        # utils.retrieval.train_embedder.flagembedding_command passes --warmup_ratio, which transformers 5
         # rejects ("arguments are not used by the HfArgumentParser"); the same ratio as a float
         # --warmup_steps (< 1 means a ratio there) keeps the schedule identical.
         cmd[cmd.index("--warmup_ratio")] = "--warmup_steps"
@@ -188,7 +188,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from utils.io import read_jsonl, write_jsonl
-    from utils.train_embedder import TrainConfig
+    from utils.retrieval.train_embedder import TrainConfig
 
     device = pick_device(args.device)
     gpu = device.startswith("cuda")
@@ -270,7 +270,7 @@ def main(argv=None) -> dict:
 
     rows = []
     for r, res in results.items():
-        row = {"trainer": {"ours": "utils.train_embedder", "flag": "FlagEmbedding", "st": "ST trainer + MNRL"}[r],
+        row = {"trainer": {"ours": "utils.retrieval.train_embedder", "flag": "FlagEmbedding", "st": "ST trainer + MNRL"}[r],
                "records": len(records), "steps": res["steps"], "batch x group": f"{bs}x{group}",
                "precision": "bf16" if gpu else "fp32",
                "train s": res["train_seconds"], "wall s": res["wall_seconds"],

@@ -4,8 +4,8 @@
     python benchmarks/cv_defaults.py --variants init_previous --rounds 1 --folds 0 --config ""  # CPU smoke
 
 Each variant is configs/gpu.yaml (or --config) with the overrides in VARIANTS below, run as
-``python -m utils run --split cv`` (every fold the whole chain, pooled out of fold; utils.cv), then
-compared paired against the first variant (``utils.cv.compare``). Writes, per variant,
+``python -m utils run --split cv`` (every fold the whole chain, pooled out of fold; utils.run.cv), then
+compared paired against the first variant (``utils.run.cv.compare``). Writes, per variant,
 ``cv_<variant>.json`` (the CV report, choices and seconds per fold) and ``cv_pairs_<variant>.parquet``,
 and ``cv_defaults.md`` (the comparison): under --results (default benchmarks/results/cv_defaults/).
 """
@@ -50,7 +50,7 @@ def _device() -> str:
 
 def main(argv=None) -> None:
     from utils.config import deep_update
-    from utils.runner import run_cv
+    from utils.run.runner import run_cv
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="init_base,init_previous")
@@ -99,9 +99,9 @@ def main(argv=None) -> None:
 
 
 def _report(runs: dict, results: Path, name: str) -> None:
-    from utils.cv import compare
+    from utils.run.cv import compare
 
-    from utils.cv import stage_gains
+    from utils.run.cv import stage_gains
 
     table = compare(runs)
     within = "".join(f"\n## `{n}`: stages and their paired gain over retrieval\n\n"

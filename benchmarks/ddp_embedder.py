@@ -4,7 +4,7 @@ global batches: loss-curve agreement and throughput ratio.
 Usage (2 GPUs, repo root):  python benchmarks/ddp_embedder.py --nproc 2 --out /tmp/ddp_emb.json
 CPU smoke test (gloo):      python benchmarks/ddp_embedder.py --cpu-smoke --out /tmp/ddp_emb.json
 
-Both runs go through ``utils.train_embedder.train_distributed`` (torchrun -m utils.train_cli), so
+Both runs go through ``utils.retrieval.train_embedder.train_distributed`` (torchrun -m utils.retrieval.train_cli), so
 the only difference is the process count: with N processes every GPU embeds 1/N of each global
 batch and scores its queries against the passages of all GPUs. LoRA dropout is 0 so the two loss
 curves must agree up to bf16 / reduction-order noise. Prints one JSON line and writes it to ``--out``.
@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from utils.io import write_jsonl
-    from utils.train_embedder import TrainConfig, train_distributed
+    from utils.retrieval.train_embedder import TrainConfig, train_distributed
 
     from _common import use_cuda
 

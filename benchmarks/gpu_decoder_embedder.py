@@ -6,7 +6,7 @@ CPU smoke test:          python benchmarks/gpu_decoder_embedder.py --cpu-smoke -
 
 Builds a random-initialised Qwen2 (default hidden 2048, 16 layers, 16 heads, intermediate 5632,
 vocab 32000 ≈ 1.2B parameters) with a local tokenizer (tests/tiny_models.py), trains the LoRA
-embedder on synthetic Eedi-shaped ICL queries with utils.train_embedder for each mode, and
+embedder on synthetic Eedi-shaped ICL queries with utils.retrieval.train_embedder for each mode, and
 reports tokens/s (real tokens through the forward passes) and peak GPU memory; then encodes
 with the saved adapter. Prints one JSON line and writes it to ``--out``.
 """
@@ -55,8 +55,8 @@ def synthetic_records(n: int, pad_words: int, icl_k: int, n_neg: int = 15, seed:
     import pandas as pd
 
     from tiny_models import synthetic_eedi
-    from utils.icl import with_icl_queries
-    from utils.mining import to_flag_records
+    from utils.retrieval.icl import with_icl_queries
+    from utils.retrieval.mining import to_flag_records
 
     pairs, mis, _ = synthetic_eedi(seed=seed)
     filler = " ".join(["the student works out the value of the number"] * max(1, pad_words // 9))
@@ -86,7 +86,7 @@ class TokenCounter:
     def __enter__(self):
         from unittest import mock
 
-        from utils.embed import Embedder
+        from utils.retrieval.embed import Embedder
 
         self.total = 0
         orig = Embedder.forward
@@ -123,8 +123,8 @@ def main(argv: list[str] | None = None) -> dict:
 
     import torch
 
-    from utils.embed import Embedder
-    from utils.train_embedder import TrainConfig, train_embedder
+    from utils.retrieval.embed import Embedder
+    from utils.retrieval.train_embedder import TrainConfig, train_embedder
 
     from _common import use_cuda
 

@@ -28,7 +28,7 @@ def synthetic_train(n_queries: int, n_negatives: int, pad_words: int, seed: int 
     import pandas as pd
 
     from tiny_models import synthetic_eedi
-    from utils.rerank_data import build_rerank_candidates, build_rerank_train
+    from utils.rerank.data import build_rerank_candidates, build_rerank_train
 
     pairs, mis, cands = synthetic_eedi(seed=seed)
     reps = -(-n_queries // len(pairs))
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from tiny_models import make_tiny_decoder
-    from utils import llm_reranker as lr
+    from utils.rerank import llm as lr
     from utils.lora import load_tokenizer
 
     from _common import use_cuda

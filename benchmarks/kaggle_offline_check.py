@@ -55,8 +55,8 @@ def main() -> int:
     ap.add_argument("--old-st", default="4.1.0")
     args = ap.parse_args()
     from utils.config import SAMPLE_DATA_DIR, dump_config, load_config
-    from utils.embed import Embedder, resolve_model
-    from utils.inference import export_context, export_round
+    from utils.retrieval.embed import Embedder, resolve_model
+    from utils.kaggle.inference import export_context, export_round
 
     work = args.work
     shutil.rmtree(work / "runs", ignore_errors=True)

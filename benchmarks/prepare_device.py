@@ -51,7 +51,7 @@ def main(argv=None) -> None:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from utils.embed import resolve_model
+    from utils.retrieval.embed import resolve_model
 
     src = Path(resolve_model(None))
     dst = DEVICE_BUNDLE / "minilm"
@@ -81,7 +81,7 @@ def main(argv=None) -> None:
 
     wanted = (WHEELS if args.wheels else []) + (RUNNER_WHEELS if args.runner_wheels else [])
     if wanted:
-        from utils.wheels import download_wheels
+        from utils.kaggle.wheels import download_wheels
 
         download_wheels(wanted, cache=ROOT / ".whl", python_version="3.12")  # the GPU image's Python
 

@@ -1,4 +1,4 @@
-"""Where a cross-encoder training step (utils.cross_encoder, listwise) spends its time.
+"""Where a cross-encoder training step (utils.rerank.cross_encoder, listwise) spends its time.
 
 Real Eedi pairs, groups of 1 gold + 15 random misconceptions (the lengths matter here, not the
 hardness), batch 32 groups = 512 pairs, the config's max_length. Phases, with CUDA syncs:
@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, sync, write_results  # noqa: E402
 
-from utils.cross_encoder import _group_ce_loss, load_cross_encoder, train_cross_encoder  # noqa: E402
-from utils.data import load_competition, to_pairs  # noqa: E402
+from utils.rerank.cross_encoder import _group_ce_loss, load_cross_encoder, train_cross_encoder  # noqa: E402
+from utils.tasks.eedi import load_competition, to_pairs  # noqa: E402
 
 
 def groups_frame(n_groups: int, n_neg: int, seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Where a training step of utils.train_embedder spends its time (GPU): per-phase timings with
+"""Where a training step of utils.retrieval.train_embedder spends its time (GPU): per-phase timings with
 CUDA syncs, then torch.profiler's top operators. Used to find why a trainer is slower than a peer.
 
     python benchmarks/profile_train.py --steps 30
@@ -17,8 +17,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import default_data_dir, resolve_model_arg  # noqa: E402
 
-from utils.data import load_competition, to_pairs  # noqa: E402
-from utils.train_embedder import TrainConfig, backward_step, load_for_training, make_batch  # noqa: E402
+from utils.tasks.eedi import load_competition, to_pairs  # noqa: E402
+from utils.retrieval.train_embedder import TrainConfig, backward_step, load_for_training, make_batch  # noqa: E402
 
 
 def main() -> None:

@@ -13,8 +13,8 @@ import pytest
 
 from utils import io
 from utils.config import SAMPLE_DATA_DIR
-from utils.data import LABEL_COLUMNS, DataError, load_competition, to_pairs
-from utils.embed import resolve_model
+from utils.tasks.eedi import LABEL_COLUMNS, DataError, load_competition, to_pairs
+from utils.retrieval.embed import resolve_model
 
 
 @pytest.fixture
@@ -197,7 +197,7 @@ def test_missing_model_folder_is_named(arg):
 def test_embedder_with_missing_folder_fails_before_loading(monkeypatch):
     import transformers
 
-    from utils.embed import Embedder
+    from utils.retrieval.embed import Embedder
 
     def boom(*a, **k):
         raise AssertionError("tried to load")

@@ -1,7 +1,7 @@
 import pytest
 
 from utils.config import ConfigError, load_config
-from utils.train_embedder import TrainConfig
+from utils.retrieval.train_embedder import TrainConfig
 
 
 def test_yaml_types_are_kept(tmp_path):

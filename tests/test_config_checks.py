@@ -87,7 +87,7 @@ def test_shipped_and_test_configs_still_load():
 
 
 def test_train_config_checks_its_fields():
-    from utils.train_embedder import TrainConfig
+    from utils.retrieval.train_embedder import TrainConfig
 
     with pytest.raises(ConfigError, match="train.batch_size: expected an integer, got '8'"):
         TrainConfig(batch_size="8")
@@ -108,7 +108,7 @@ def _snapshot(folder: Path) -> dict[str, bytes]:
 def previous_model(tmp_path_factory) -> Path:
     """A finished embedder folder (the bundled MiniLM cut to one layer, as a training run saves it)."""
     from tiny_models import make_tiny_encoder
-    from utils.embed import Embedder
+    from utils.retrieval.embed import Embedder
 
     src = make_tiny_encoder(tmp_path_factory.mktemp("src") / "enc", num_layers=1)
     out = tmp_path_factory.mktemp("round") / "embedder"
@@ -123,7 +123,7 @@ def _assert_intact(folder: Path, before: dict[str, bytes]) -> None:
 
 
 def test_training_that_raises_midway_keeps_the_previous_model(previous_model, monkeypatch):
-    from utils import train_embedder as T
+    from utils.retrieval import train_embedder as T
 
     before = _snapshot(previous_model)
     calls = {"n": 0}
@@ -145,7 +145,7 @@ def test_training_that_raises_midway_keeps_the_previous_model(previous_model, mo
 
 def test_training_with_no_step_keeps_the_previous_model(previous_model):
     """One record makes no batch of two queries: before, an untrained copy replaced the model."""
-    from utils.train_embedder import TrainConfig, train_embedder
+    from utils.retrieval.train_embedder import TrainConfig, train_embedder
 
     before = _snapshot(previous_model)
     cfg = TrainConfig(epochs=1, batch_size=4, n_negatives=1, max_query_length=16, max_passage_length=8)
@@ -157,7 +157,7 @@ def test_training_with_no_step_keeps_the_previous_model(previous_model):
 def test_finished_training_replaces_model_and_log_together(previous_model, tmp_path):
     import shutil
 
-    from utils.train_embedder import TrainConfig, train_embedder
+    from utils.retrieval.train_embedder import TrainConfig, train_embedder
 
     target = tmp_path / "embedder"
     shutil.copytree(previous_model, target)

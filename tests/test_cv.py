@@ -13,12 +13,12 @@ import yaml
 
 from conftest import TINY_CONFIG
 
-from utils import cv
+from utils.run import cv
 from utils.config import REPO_ROOT, SAMPLE_DATA_DIR, dump_config, load_config
-from utils.data import load_competition, to_pairs
+from utils.tasks.eedi import load_competition, to_pairs
 from utils.fusion import per_pair_ap, tune_weights, weight_grid
 from utils.io import write_parquet, write_text
-from utils.runner import untuned_fallbacks
+from utils.run.runner import untuned_fallbacks
 from utils.splits import cv_folds, make_split, unseen_share
 
 

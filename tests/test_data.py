@@ -5,7 +5,7 @@ import pandas as pd
 import pytest
 
 from utils.config import SAMPLE_DATA_DIR
-from utils.data import DataError, load_competition, to_pairs
+from utils.tasks.eedi import DataError, load_competition, to_pairs
 
 
 @pytest.fixture
@@ -99,7 +99,7 @@ def test_truncation_keeps_the_wrong_answer():
     """Long questions are cut from the question text, so wrong answers stay distinguishable."""
     from transformers import AutoTokenizer
 
-    from utils.embed import resolve_model
+    from utils.retrieval.embed import resolve_model
 
     comp = load_competition(SAMPLE_DATA_DIR)
     q = comp.train.head(1).copy()

@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from tiny_models import make_tiny_decoder, synthetic_eedi
-from utils import distributed as D
-from utils.embed import Embedder
-from utils.icl import with_icl_queries
+from utils.retrieval import distributed as D
+from utils.retrieval.embed import Embedder
+from utils.retrieval.icl import with_icl_queries
 from utils.io import read_jsonl, write_jsonl
-from utils.mining import to_flag_records
-from utils.train_embedder import (TrainConfig, backward_step, distill_loss, load_for_training, make_batch,
+from utils.retrieval.mining import to_flag_records
+from utils.retrieval.train_embedder import (TrainConfig, backward_step, distill_loss, load_for_training, make_batch,
                                   train_embedder)
 
 TEXTS = ["Adds the numerators", "x", "Confuses area with perimeter when finding the size of a shape", "7"]

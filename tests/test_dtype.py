@@ -1,5 +1,5 @@
 """The CUDA dtype choice: bf16 only from compute capability 8.0 on (Kaggle's T4 / P100 get fp16),
-made in one helper, ``utils.embed.cuda_dtype``. The GPU is faked by monkeypatching torch.cuda."""
+made in one helper, ``utils.retrieval.embed.cuda_dtype``. The GPU is faked by monkeypatching torch.cuda."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from utils import embed, lora
-from utils.train_embedder import TrainConfig, flagembedding_command
+from utils import lora
+from utils.retrieval import embed
+from utils.retrieval.train_embedder import TrainConfig, flagembedding_command
 
-UTILS = Path(embed.__file__).resolve().parent
+UTILS = Path(embed.__file__).resolve().parent.parent  # utils/
 
 
 @pytest.fixture
@@ -57,16 +58,16 @@ def test_cpu_stays_fp32(monkeypatch):
 
 # Where torch.bfloat16 may still be written, besides the helper itself, and why.
 ALLOWED = {
-    ("embed.py", "cuda_dtype"): "the helper",
+    ("retrieval/embed.py", "cuda_dtype"): "the helper",
     ("lora.py", "merge_and_save"): "storage dtype of a merged checkpoint written on CPU; loaders cast it",
-    ("cross_encoder.py", "train_cross_encoder"): "compares cuda_dtype()'s result to set the trainer's bf16 flag",
+    ("rerank/cross_encoder.py", "train_cross_encoder"): "compares cuda_dtype()'s result to set the trainer's bf16 flag",
 }
 
 
 def _bf16_sites() -> list[tuple[str, str, int, bool]]:
     """(file, enclosing function, line, inside a comparison) of each ``torch.bfloat16`` in utils/."""
     sites = []
-    for path in sorted(UTILS.glob("*.py")):
+    for path in sorted(UTILS.rglob("*.py")):
         tree = ast.parse(path.read_text(encoding="utf-8"))
         parents = {child: node for node in ast.walk(tree) for child in ast.iter_child_nodes(node)}
         for node in ast.walk(tree):
@@ -78,17 +79,17 @@ def _bf16_sites() -> list[tuple[str, str, int, bool]]:
                     if isinstance(up, (ast.FunctionDef, ast.AsyncFunctionDef)):
                         func = up.name
                         break
-                sites.append((path.name, func, node.lineno, compared))
+                sites.append((path.relative_to(UTILS).as_posix(), func, node.lineno, compared))
     return sites
 
 
 def test_bf16_is_chosen_only_in_the_helper():
     sites = _bf16_sites()
     stray = [s for s in sites if (s[0], s[1]) not in ALLOWED]
-    assert not stray, f"torch.bfloat16 outside utils.embed.cuda_dtype (use the helper): {stray}"
-    assert all(compared for f, _, _, compared in sites if f == "cross_encoder.py")
-    assert {(f, fn) for f, fn, _, _ in sites} >= {("embed.py", "cuda_dtype")}
-    for name in ("lora.py", "llm_reranker.py", "cross_encoder.py", "train_embedder.py", "inference.py"):
+    assert not stray, f"torch.bfloat16 outside utils.retrieval.embed.cuda_dtype (use the helper): {stray}"
+    assert all(compared for f, _, _, compared in sites if f == "rerank/cross_encoder.py")
+    assert {(f, fn) for f, fn, _, _ in sites} >= {("retrieval/embed.py", "cuda_dtype")}
+    for name in ("lora.py", "rerank/llm.py", "rerank/cross_encoder.py", "retrieval/train_embedder.py", "kaggle/inference.py"):
         assert "is_bf16_supported" not in (UTILS / name).read_text(encoding="utf-8")  # it says True on a T4
 
 
@@ -99,10 +100,10 @@ def test_fp16_training_on_a_real_gpu_posing_as_a_t4(monkeypatch, tmp_path, capsy
     import numpy as np
     from tiny_models import make_tiny_decoder, synthetic_eedi
 
-    from utils import llm_reranker as lr
-    from utils.mining import to_flag_records
-    from utils.rerank_data import build_rerank_train
-    from utils.train_embedder import train_embedder
+    from utils.rerank import llm as lr
+    from utils.retrieval.mining import to_flag_records
+    from utils.rerank.data import build_rerank_train
+    from utils.retrieval.train_embedder import train_embedder
 
     major, _ = torch.cuda.get_device_capability()
     assert embed.cuda_dtype() == (torch.bfloat16 if major >= 8 else torch.float16)

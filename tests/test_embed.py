@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from tiny_models import make_tiny_decoder
-from utils import embed as embed_module
-from utils.embed import Embedder, cached_encode, plan_batches, pool, resolve_model
+from utils.retrieval import embed as embed_module
+from utils.retrieval.embed import Embedder, cached_encode, plan_batches, pool, resolve_model
 
 TEXTS = ["Adds the numerators and the denominators", "x", "Confuses area with perimeter when finding the size of a shape"]
 

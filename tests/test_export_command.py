@@ -27,7 +27,7 @@ def _tree(folder: Path) -> dict[str, tuple[int, bytes]]:
 def hand_made_round(tmp_path) -> Path:
     """runs/v1/round_1 as a finished round leaves it: config snapshot, metrics, a tiny LoRA-style embedder
     whose base model is a local absolute path (the kind of path export.json must not carry)."""
-    from utils.embed import Embedder
+    from utils.retrieval.embed import Embedder
 
     round_dir = tmp_path / "runs" / "v1" / "round_1"
     src = make_tiny_encoder(tmp_path / "enc", num_layers=1)

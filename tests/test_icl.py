@@ -1,7 +1,7 @@
 import pandas as pd
 
 from tiny_models import synthetic_eedi
-from utils.icl import DEFAULT_TASK, build_icl_queries, format_icl_query, pick_examples
+from utils.retrieval.icl import DEFAULT_TASK, build_icl_queries, format_icl_query, pick_examples
 
 
 def _pairs_two_answers():

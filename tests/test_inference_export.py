@@ -16,12 +16,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils import pipeline as P
+from utils import stages
 from utils.config import REPO_ROOT
-from utils.inference import export_round, infer, set_notebook_parameter
-from utils.kaggle_export import validate_dataset_metadata, validate_kernel_metadata
+from utils.kaggle.inference import export_round, infer, set_notebook_parameter
+from utils.kaggle.api import validate_dataset_metadata, validate_kernel_metadata
 from utils.metrics import ranking_lists
-from utils.submission import validate_submission
+from utils.tasks.eedi import validate_submission
 
 def _sub_lists(path: Path) -> dict[str, list[int]]:
     df = pd.read_csv(path, dtype=str)
@@ -55,7 +55,7 @@ def finished_round(run_copy, tiny_data):
     metrics = json.loads((out / "round_1" / "metrics.json").read_text())
     metrics.pop("06_rerank", None)
     (out / "round_1" / "metrics.json").write_text(json.dumps(metrics))
-    ctx = P.load_context(out / "round_1", tiny_data, "v1", 1, cfg)
+    ctx = stages.context.load_context(out / "round_1", tiny_data, "v1", 1, cfg)
     return ctx, cfg, tmp
 
 
@@ -82,7 +82,7 @@ def test_export_layout_and_metadata(exported, finished_round):
     assert not any(p.is_symlink() for p in ds.rglob("*"))
     weights = sorted(p.relative_to(ds) for p in (ds / "embedder").rglob("*.safetensors"))
     assert weights and all((ds / w).stat().st_size == (ctx.run_dir / w).stat().st_size for w in weights)
-    assert (ds / "utils" / "inference.py").is_file() and (ds / "utils" / "pipeline.py").is_file()
+    assert (ds / "utils" / "kaggle" / "inference.py").is_file() and (ds / "utils" / "stages" / "context.py").is_file()
     assert not list((ds / "utils").rglob("__pycache__"))
     assert yaml_load(ds / "config.yaml")["train"]["epochs"] == 2  # the tiny config of conftest.py
     manifest = json.loads((ds / "export.json").read_text())
@@ -120,10 +120,10 @@ def test_kernel_imports_the_packed_utils(exported, tmp_path):
     ds = exported["dataset_dir"]
     nb = nbformat.read(exported["kernel_dir"] / "kaggle_inference.ipynb", as_version=4)
     setup = [c for c in nb.cells if c.cell_type == "code"][1].source
-    code = f"models_dir = {str(ds)!r}\n{setup}\nimport utils.inference\nprint('FILE', utils.inference.__file__)"
+    code = f"models_dir = {str(ds)!r}\n{setup}\nimport utils.kaggle.inference\nprint('FILE', utils.kaggle.inference.__file__)"
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert f"FILE {ds / 'utils' / 'inference.py'}" in proc.stdout
+    assert f"FILE {ds / 'utils' / 'kaggle' / 'inference.py'}" in proc.stdout
 
 
 def test_infer_from_export_equals_round_candidates(exported, finished_round, tiny_data, tmp_path):
@@ -131,7 +131,7 @@ def test_infer_from_export_equals_round_candidates(exported, finished_round, tin
     path = infer(tiny_data, exported["dataset_dir"], tmp_path / "out")
     assert path == tmp_path / "out" / "submission.csv"
     ids = ctx.test_pairs["QuestionId_Answer"].tolist()
-    validate_submission(path, ids, P.corpus_ids(ctx))
+    validate_submission(path, ids, stages.ops.corpus_ids(ctx))
     cands = pd.read_parquet(ctx.run_dir / "candidates_test.parquet")
     assert _sub_lists(path) == _top25(cands, ids)
 
@@ -157,7 +157,7 @@ def test_export_and_infer_with_reranker(run_copy, tiny_data, tmp_path):
     from utils.__main__ import main
 
     tmp, cfg = run_copy
-    ctx = P.load_context(tmp / "v1" / "round_1", tiny_data, "v1", 1, cfg)
+    ctx = stages.context.load_context(tmp / "v1" / "round_1", tiny_data, "v1", 1, cfg)
     alpha = json.loads((ctx.run_dir / "metrics.json").read_text())["06_rerank"]["blend_alpha"]
     exp = export_round(ctx, name="eedi-rr-test", out_root=tmp_path / "kd")
     ds = exp["dataset_dir"]
@@ -167,7 +167,7 @@ def test_export_and_infer_with_reranker(run_copy, tiny_data, tmp_path):
     assert main(["infer", "--data-dir", str(tiny_data), "--models", str(ds), "--out", str(tmp_path / "out")]) == 0
     sub = tmp_path / "out" / "submission.csv"
     ids = ctx.test_pairs["QuestionId_Answer"].tolist()
-    validate_submission(sub, ids, P.corpus_ids(ctx))
+    validate_submission(sub, ids, stages.ops.corpus_ids(ctx))
     # same models, same rows in the same order: the same scores and the same blend
     assert _sub_lists(sub) == _top25(pd.read_parquet(ctx.run_dir / "rerank_test.parquet"), ids)
 
@@ -178,13 +178,13 @@ def test_infer_adds_the_item_prior_06_chose(run_copy, tiny_data, tmp_path):
     from utils.__main__ import main
 
     tmp, cfg = run_copy
-    ctx = P.load_context(tmp / "v1" / "round_1", tiny_data, "v1", 1, cfg)
+    ctx = stages.context.load_context(tmp / "v1" / "round_1", tiny_data, "v1", 1, cfg)
     ctx.config["rerank"] = {**ctx.config.get("rerank", {}), "loss": "listwise", "num_layers": 1, "max_groups": 8,
                             "item_bias_l2": 0.1, "item_prior_weight": 1.0}
-    P.train_reranker(ctx)
-    res = P.rerank_all(ctx)
+    stages.train_reranker.train_reranker(ctx)
+    res = stages.rerank.rerank_all(ctx)
     assert res["summary"]["item_prior_weight"] == 1.0
-    prior = P.reranker_item_prior(ctx, res["candidates_test"])
+    prior = stages.rerank.reranker_item_prior(ctx, res["candidates_test"])
     assert np.abs(prior).max() > 0  # some test candidates were in the training groups
     exp = export_round(ctx, name="eedi-prior-test", out_root=tmp_path / "kd")
     assert exp["manifest"]["item_prior_weight"] == 1.0

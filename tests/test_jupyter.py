@@ -28,11 +28,11 @@ def test_saved_parameters_resolve_from_the_notebooks_folder(name):
     nb = nbformat.read(REPO_ROOT / "notebooks" / f"{name}.ipynb", as_version=4)
     params = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
     assert len(params) == 1
-    probe = ("import os\nfrom utils.pipeline import _from_root\n"
+    probe = ("import os\nfrom utils.stages.context import from_root\n"
              "print('cwd', os.path.basename(os.getcwd()))\n"
              "for key in ('run_dir', 'models_dir', 'out_dir'):\n"
              "    if key in dir() and isinstance(globals()[key], str) and not globals()[key].startswith('/'):\n"
-             "        print(key, _from_root(globals()[key]))")
+             "        print(key, from_root(globals()[key]))")
     probe_nb = nbformat.v4.new_notebook(cells=[params[0], nbformat.v4.new_code_cell(probe)],
                                         metadata=nb.metadata)
     NotebookClient(probe_nb, timeout=120, kernel_name="python3",

@@ -1,4 +1,4 @@
-"""Tests for utils.kaggle_export: folder building, metadata validation, dry runs, wiring."""
+"""Tests for utils.kaggle.api: folder building, metadata validation, dry runs, wiring."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from utils.kaggle_export import (
+from utils.kaggle.api import (
     add_kaggle_subparser,
     build_dataset,
     build_kernel,

@@ -1,4 +1,4 @@
-"""Tests for sending with utils.kaggle_export: error responses, placeholder owners, network
+"""Tests for sending with utils.kaggle.api: error responses, placeholder owners, network
 failures, and ``submit`` waiting for the kernel's run. The kaggle client is always a fake."""
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ import nbformat
 import pytest
 import requests
 
-import utils.kaggle_export as ke
-from utils.kaggle_export import (PLACEHOLDER_OWNER, PUSH_RECORD, add_kaggle_subparser, build_dataset, build_kernel,
+import utils.kaggle.api as ke
+from utils.kaggle.api import (PLACEHOLDER_OWNER, PUSH_RECORD, add_kaggle_subparser, build_dataset, build_kernel,
                                  kaggle_cli, run_kaggle_command, wait_for_kernel)
 
 COMPETITION = "eedi-mining-misconceptions-in-mathematics"
@@ -219,6 +219,6 @@ def test_submit_dry_run_shows_wait_and_version(tmp_path, capsys):
 
 
 def test_placeholder_matches_inference_default():
-    from utils.inference import DEFAULT_OWNER
+    from utils.kaggle.inference import DEFAULT_OWNER
 
     assert PLACEHOLDER_OWNER == DEFAULT_OWNER

@@ -14,9 +14,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import make_tiny_decoder, synthetic_eedi  # noqa: E402
 
-from utils import llm_reranker as lr  # noqa: E402
+from utils.rerank import llm as lr  # noqa: E402
 from utils.lora import attach_lora, load_adapter, load_causal_lm, load_tokenizer, merge_and_save, save_adapter  # noqa: E402
-from utils.rerank_data import build_rerank_candidates, build_rerank_train  # noqa: E402
+from utils.rerank.data import build_rerank_candidates, build_rerank_train  # noqa: E402
 
 torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
 MAXLEN = 48  # prompts are cut to their tail + a little question: keeps CPU tests quick

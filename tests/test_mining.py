@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 
 from utils import io
-from utils.mining import mine_hard_negatives, to_flag_records
-from utils.recall import retrieve, topk
+from utils.retrieval.mining import mine_hard_negatives, to_flag_records
+from utils.retrieval.recall import retrieve, topk
 
 
 def _unit(x):

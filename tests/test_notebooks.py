@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 from utils.config import REPO_ROOT, load_config
-from utils.data import load_competition, to_pairs
+from utils.tasks.eedi import load_competition, to_pairs
 from utils.io import read_jsonl
-from utils.runner import run_chain, run_notebook
-from utils.submission import validate_submission
+from utils.run.runner import run_chain, run_notebook
+from utils.tasks.eedi import validate_submission
 
 
 def test_chain_writes_every_artifact(finished_run, tiny_data, tiny_config):
@@ -69,7 +69,7 @@ def test_metrics_are_real_numbers(finished_run):
     nb = json.loads((out / "round_1" / "06_rerank.ipynb").read_text())
     printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
     assert "MAP@25 gain over retrieval" in printed
-    oof = rr["gain_out_of_fold"]  # alpha tuned on the other questions (utils.rerank.out_of_fold_ap)
+    oof = rr["gain_out_of_fold"]  # alpha tuned on the other questions (utils.rerank.blend.out_of_fold_ap)
     assert oof["lo"] <= oof["gain"] <= oof["hi"] and f"tuned out of fold (alpha chosen on the other half of the questions): " \
         f"{oof['gain']:+.4f}" in printed
     assert rr["item_prior_weight"] == 0.0 and "item prior weight: 0.0" in printed  # no fitted bias by default

@@ -27,7 +27,7 @@ def wheel_cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def packed(tmp_path_factory, wheel_cache) -> dict:
-    from utils.wheels import pack_wheels
+    from utils.kaggle.wheels import pack_wheels
 
     out = tmp_path_factory.mktemp("kd")
     return pack_wheels(out, "someuser/eedi-test-wheels", "Wheels for eedi-test", requirements=SMALL,
@@ -48,7 +48,7 @@ def test_packed_wheels_install_offline_into_an_empty_target(packed, tmp_path):
 
 
 def test_second_pack_reuses_the_cache(packed, wheel_cache, tmp_path, monkeypatch):
-    from utils import wheels
+    from utils.kaggle import wheels
 
     def no_pip(*a, **kw):
         raise AssertionError(f"downloaded again: {a}")
@@ -60,7 +60,7 @@ def test_second_pack_reuses_the_cache(packed, wheel_cache, tmp_path, monkeypatch
 
 
 def test_pins_and_dependencies_leave_torch_out(tmp_path):
-    from utils.wheels import CORE_PACKAGES, dependency_closure, pinned
+    from utils.kaggle.wheels import CORE_PACKAGES, dependency_closure, pinned
 
     req = tmp_path / "requirements.txt"
     req.write_text("torch==2.13.0\ntransformers==5.23.0  # pinned\nsentence_transformers==6.2.0\n")
@@ -75,9 +75,9 @@ def test_pins_and_dependencies_leave_torch_out(tmp_path):
 
 
 def test_export_with_wheels_adds_a_dataset_the_kernel_attaches(tmp_path, wheel_cache, packed):
-    from utils.embed import Embedder
-    from utils.inference import export_context, export_round
-    from utils.kaggle_export import validate_dataset_metadata
+    from utils.retrieval.embed import Embedder
+    from utils.kaggle.inference import export_context, export_round
+    from utils.kaggle.api import validate_dataset_metadata
 
     round_dir = tmp_path / "runs" / "v1" / "round_1"
     Embedder(make_tiny_encoder(tmp_path / "enc", num_layers=1), device="cpu").save(round_dir / "embedder")

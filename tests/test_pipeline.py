@@ -3,17 +3,17 @@
 import pandas as pd
 import pytest
 
-from utils import pipeline as P
+from utils import stages
 
 
 @pytest.fixture
 def ctx(tmp_path, tiny_data):
-    return P.load_context(tmp_path / "v1" / "round_1", tiny_data, "v1", 1, None)
+    return stages.context.load_context(tmp_path / "v1" / "round_1", tiny_data, "v1", 1, None)
 
 
 def test_split_is_saved_and_reused(ctx, tmp_path, tiny_data):
     saved = pd.read_parquet(tmp_path / "v1" / "split.parquet")
-    again = P.load_context(tmp_path / "v1" / "round_2", tiny_data, "v1", 2, None)
+    again = stages.context.load_context(tmp_path / "v1" / "round_2", tiny_data, "v1", 2, None)
     assert again.pairs["fold"].tolist() == ctx.pairs["fold"].tolist()
     assert set(saved["fold"]) == {"train", "val"}
     assert set(ctx.train_pairs["QuestionId"]).isdisjoint(ctx.val_pairs["QuestionId"])
@@ -21,7 +21,7 @@ def test_split_is_saved_and_reused(ctx, tmp_path, tiny_data):
 
 
 def test_round_two_needs_round_one(tmp_path, tiny_data):
-    ctx2 = P.load_context(tmp_path / "v1" / "round_2", tiny_data, "v1", 2, None)
+    ctx2 = stages.context.load_context(tmp_path / "v1" / "round_2", tiny_data, "v1", 2, None)
     with pytest.raises(FileNotFoundError, match="run round 1 first"):
         ctx2.mining_model
 
@@ -29,26 +29,26 @@ def test_round_two_needs_round_one(tmp_path, tiny_data):
 def test_icl_queries_use_other_questions_only(ctx):
     ctx.config["embedder"]["icl"].update(enabled=True, k=2)
     val = ctx.val_pairs
-    out = P.icl_pairs(ctx, val)
+    out = stages.ops.icl_pairs(ctx, val)
     for (_, row), text in zip(val.iterrows(), out["query_text"]):
         assert text.count("<instruct>") == 3 and text.rstrip().endswith("<response>")
         assert text.count(row["QuestionText"]) == 1  # its own question appears once: as the query
         assert row["query_text"] in text
     ctx.config["embedder"]["icl"]["enabled"] = False
-    assert P.icl_pairs(ctx, val)["query_text"].tolist() == val["query_text"].tolist()
+    assert stages.ops.icl_pairs(ctx, val)["query_text"].tolist() == val["query_text"].tolist()
 
 
 def test_unknown_rerank_and_fusion_options(ctx):
     ctx.config["rerank"]["bogus"] = 1
     with pytest.raises(ValueError, match="bogus"):
-        P.rerank_config(ctx)
+        stages.train_reranker.rerank_config(ctx)
     ctx.config["fusion"] = {"methd": "rrf"}
     with pytest.raises(ValueError, match="methd"):
-        P.fusion_config(ctx)
+        stages.fuse_submit.fusion_config(ctx)
 
 
 def test_split_for_other_data_is_refused(ctx, tmp_path):
     from utils.config import SAMPLE_DATA_DIR
 
     with pytest.raises(ValueError, match="made for other data"):
-        P.load_context(tmp_path / "v1" / "round_1", SAMPLE_DATA_DIR, "v1", 1, None)
+        stages.context.load_context(tmp_path / "v1" / "round_1", SAMPLE_DATA_DIR, "v1", 1, None)

@@ -17,7 +17,7 @@ import pytest
 
 from utils import lora
 from utils import pypi_models as pm
-from utils.embed import resolve_model
+from utils.retrieval.embed import resolve_model
 
 
 def _wheel(dest: Path, name: str, files: dict[str, bytes]) -> Path:

@@ -1,4 +1,4 @@
-"""Tests for utils.report: collecting metrics.json files into a table and writing the report."""
+"""Tests for utils.run.report: collecting metrics.json files into a table and writing the report."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from utils.report import COLUMNS, collect, plot, write_report
+from utils.run.report import COLUMNS, collect, plot, write_report
 
 
 def m(map25: float, r25: float, r100: float | None = None) -> dict:

@@ -14,11 +14,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 from tiny_models import make_tiny_encoder, synthetic_eedi  # noqa: E402
 
-from utils.cross_encoder import score_cross_encoder, train_cross_encoder  # noqa: E402
-from utils.embed import resolve_model  # noqa: E402
+from utils.rerank.cross_encoder import score_cross_encoder, train_cross_encoder  # noqa: E402
+from utils.retrieval.embed import resolve_model  # noqa: E402
 from utils.metrics import evaluate, per_query_ap  # noqa: E402
-from utils.rerank import blend, combine, out_of_fold_ap, rerank, tune_blend, tune_prior_and_blend  # noqa: E402
-from utils.rerank_data import build_rerank_candidates, build_rerank_train  # noqa: E402
+from utils.rerank.blend import blend, combine, out_of_fold_ap, rerank, tune_blend, tune_prior_and_blend  # noqa: E402
+from utils.rerank.data import build_rerank_candidates, build_rerank_train  # noqa: E402
 
 torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
 Q = "QuestionId_Answer"
@@ -149,14 +149,14 @@ def _held_out_split(pairs):
 
 @pytest.fixture(scope="module")
 def ce_model(encoder):
-    from utils.cross_encoder import load_cross_encoder
+    from utils.rerank.cross_encoder import load_cross_encoder
 
     return load_cross_encoder(encoder, max_length=256)
 
 
 def test_pair_truncation_keeps_candidate(ce_model):
     """A 300-token question at max_length 256: the question is cut, the misconception name never."""
-    from utils.cross_encoder import pair_token_ids
+    from utils.rerank.cross_encoder import pair_token_ids
 
     ce, tok = ce_model, ce_model.tokenizer
     name = "Believes a negative number multiplied by a negative number is negative"
@@ -176,7 +176,7 @@ def test_pair_truncation_keeps_candidate(ce_model):
 
 def test_listwise_loss_is_group_softmax_ce(eedi, ce_model):
     """The listwise loss is CE over each group's [gold, negatives] logits, gold first, nothing else."""
-    from utils.cross_encoder import _group_ce_loss, _listwise_dataset
+    from utils.rerank.cross_encoder import _group_ce_loss, _listwise_dataset
 
     pairs, mis, cands = eedi
     tr = build_rerank_train(cands, pairs.iloc[:2], mis, n_negatives=3, top_k=8, seed=0)
@@ -197,7 +197,7 @@ def test_listwise_loss_is_group_softmax_ce(eedi, ce_model):
 
 def test_pair_features_equal_preprocess(ce_model):
     """Cached, re-padded pair features are exactly what sentence-transformers' preprocess gives."""
-    from utils.cross_encoder import PairFeatures
+    from utils.rerank.cross_encoder import PairFeatures
 
     feats = PairFeatures(ce_model)
     long_q = "Construct: " + "fractions and decimals " * 80  # longer than max_length: truncated the same way
@@ -216,7 +216,7 @@ def test_pair_features_equal_preprocess(ce_model):
 
 def test_residual_loss_adds_weighted_retrieval_scores(eedi, ce_model):
     """retrieval_weight w: CE over logit + w * retrieval score, scores aligned with the sampled negatives."""
-    from utils.cross_encoder import _group_ce_loss, _listwise_dataset
+    from utils.rerank.cross_encoder import _group_ce_loss, _listwise_dataset
 
     pairs, mis, cands = eedi
     tr = build_rerank_train(cands, pairs.iloc[:3], mis, n_negatives=4, top_k=8, seed=0)
@@ -244,7 +244,7 @@ def test_residual_loss_adds_weighted_retrieval_scores(eedi, ce_model):
 def test_item_bias_fit_and_loss(eedi, ce_model):
     """fit_item_bias: the L2-penalised bias-only optimum (gradient zero, checked by hand); the loss is
     CE over logit + b[misconception name]."""
-    from utils.cross_encoder import _group_ce_loss, _listwise_dataset, fit_item_bias
+    from utils.rerank.cross_encoder import _group_ce_loss, _listwise_dataset, fit_item_bias
 
     # hand-made groups: "a" is gold twice and a negative once, "c" only a negative
     data = {"query": ["q1", "q2", "q3"], "positive": ["a", "a", "b"], "negative_1": ["b", "c", "a"],
@@ -320,13 +320,13 @@ def test_truncated_minilm_cls_is_constant(tmp_path, caplog):
 
     The mean-pooled head on the same cut copy does tell pairs apart, which is why it is the default.
     """
-    from utils.cross_encoder import _check_logits_vary, load_cross_encoder
+    from utils.rerank.cross_encoder import _check_logits_vary, load_cross_encoder
 
     pairs, mis, _ = synthetic_eedi(seed=0)
     qs, ds = pairs["query_text"].tolist()[:8], mis["MisconceptionName"].tolist()
     path = make_tiny_encoder(tmp_path / "minilm2", num_layers=2)
     cut = load_cross_encoder(path, max_length=CE_MAX_LENGTH, head="cls")
-    with caplog.at_level("WARNING", logger="utils.cross_encoder"):
+    with caplog.at_level("WARNING", logger="utils.rerank.cross_encoder"):
         assert _check_logits_vary(cut, qs, ds) < 1e-3
     assert "same logit to every pair" in caplog.text
     assert _check_logits_vary(load_cross_encoder(path, max_length=CE_MAX_LENGTH, head="mean"), qs, ds) > 1e-3
@@ -334,7 +334,7 @@ def test_truncated_minilm_cls_is_constant(tmp_path, caplog):
 
 def test_mean_head_cut_layers_and_group_cap_round_trip(eedi, encoder, tmp_path):
     """num_layers cuts the saved model, max_groups caps the groups, and the saved folder reloads as it is."""
-    from utils.cross_encoder import is_cross_encoder, load_cross_encoder, retrieval_weight
+    from utils.rerank.cross_encoder import is_cross_encoder, load_cross_encoder, retrieval_weight
 
     pairs, mis, cands = eedi
     tr = build_rerank_train(cands, pairs, mis, n_negatives=3, top_k=8, seed=0)

@@ -16,12 +16,12 @@ import pandas as pd
 import pytest
 import yaml
 
-from utils import pipeline as P
-from utils import runner
+from utils import stages
+from utils.run import runner
 from utils.__main__ import main
 from utils.config import REPO_ROOT
 from utils.config import resolve_progress
-from utils.runner import RunFolderError, run_chain
+from utils.run.runner import RunFolderError, run_chain
 
 PARAMS = 'run_dir = ""\ndata_dir = None\nsplit = "v1"\nround_idx = 1\nconfig_path = ""\nmodel = None\n'
 BODY = """import os, pathlib
@@ -130,24 +130,24 @@ def test_failing_forced_run_leaves_no_old_submission(fake_chain, tmp_path, tiny_
 
 
 # -- 4: submit writes every copy or none -----------------------------------------------------------
-def _ranking(ctx: P.RunContext) -> pd.DataFrame:
-    ids = P.corpus_ids(ctx)[:25]
+def _ranking(ctx: stages.context.RunContext) -> pd.DataFrame:
+    ids = stages.ops.corpus_ids(ctx)[:25]
     return pd.DataFrame([{"QuestionId_Answer": q, "MisconceptionId": int(m), "rank": i + 1, "score": -i}
                          for q in ctx.test_pairs["QuestionId_Answer"] for i, m in enumerate(ids)])
 
 
 def test_submit_writes_all_copies_or_none(tmp_path, tiny_data):
-    ctx = P.load_context(tmp_path / "v1" / "round_1", tiny_data, "v1", 1, None)
+    ctx = stages.context.load_context(tmp_path / "v1" / "round_1", tiny_data, "v1", 1, None)
     ranking = _ranking(ctx)
     blocker = tmp_path / "blocker"
     blocker.write_text("a file where the submissions folder should be")
     ctx.config["submission"]["dir"] = str(blocker)
     with pytest.raises(OSError):
-        P.submit(ctx, ranking)
+        stages.fuse_submit.submit(ctx, ranking)
     written = [p for p in (ctx.run_dir / "submission.csv", ctx.out_dir / "submission.csv") if p.exists()]
     assert written == [] and not [p for p in tmp_path.rglob("*.tmp")]
     ctx.config["submission"]["dir"] = str(tmp_path / "subs")
-    path = P.submit(ctx, ranking)
+    path = stages.fuse_submit.submit(ctx, ranking)
     assert path == ctx.run_dir / "submission.csv"
     copies = [ctx.out_dir / "submission.csv", tmp_path / "subs" / "v1" / "submission.csv"]
     assert all(p.read_bytes() == path.read_bytes() for p in copies) and len(path.read_text().splitlines()) == 1 + 3 * 6

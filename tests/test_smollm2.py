@@ -16,14 +16,14 @@ import pandas as pd
 import pytest
 import torch
 
-from utils import llm_reranker as lr
+from utils.rerank import llm as lr
 from utils import pypi_models as pm
 from utils.config import REPO_ROOT, SAMPLE_DATA_DIR
-from utils.data import load_competition, to_pairs
-from utils.embed import resolve_model
-from utils.icl import SUFFIX, build_icl_queries, format_icl_query
+from utils.tasks.eedi import load_competition, to_pairs
+from utils.retrieval.embed import resolve_model
+from utils.retrieval.icl import SUFFIX, build_icl_queries, format_icl_query
 from utils.lora import attach_lora, load_causal_lm, load_tokenizer
-from utils.rerank_data import build_rerank_train
+from utils.rerank.data import build_rerank_train
 
 sys.path.insert(0, str(REPO_ROOT))
 from benchmarks._common import default_data_dir  # noqa: E402  (../shared/data/eedi when present, else data/sample)

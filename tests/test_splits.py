@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from utils.config import SAMPLE_DATA_DIR
-from utils.data import load_competition, to_pairs
+from utils.tasks.eedi import load_competition, to_pairs
 from utils.splits import make_split, unseen_share
 
 

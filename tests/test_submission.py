@@ -1,7 +1,7 @@
 import pandas as pd
 import pytest
 
-from utils.submission import SubmissionError, build_submission, validate_submission, write_submission
+from utils.tasks.eedi import SubmissionError, build_submission, validate_submission, write_submission
 
 
 def _ranking(queries, n=30, offset=0):

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from utils.embed import Embedder
+from utils.retrieval.embed import Embedder
 from utils.metrics import map_at_k
-from utils.train_embedder import TrainConfig, build_batch, contrastive_loss, train_embedder
+from utils.retrieval.train_embedder import TrainConfig, build_batch, contrastive_loss, train_embedder
 
 
 def test_build_batch_dedups_passages_and_targets_gold():

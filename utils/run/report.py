@@ -76,7 +76,7 @@ def collect(runs_dir: Path) -> pd.DataFrame:
         run = path.parent.parent.relative_to(runs_dir).as_posix()  # <run> or <run>/fold_<k>
         for row in read_metrics(path):
             rows.append({"split": run, "round": int(match.group(1)), **row})
-    for path in runs_dir.glob("*/cv.json"):  # a CV run's pooled out-of-fold stages (utils.cv.choose)
+    for path in runs_dir.glob("*/cv.json"):  # a CV run's pooled out-of-fold stages (utils.run.cv.choose)
         try:
             stages = json.loads(path.read_text(encoding="utf-8"))["stages"]
         except (json.JSONDecodeError, KeyError, TypeError):

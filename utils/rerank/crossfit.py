@@ -21,11 +21,11 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from . import io
-from .splits import make_split
+from utils import io
+from utils.splits import make_split
 
 if TYPE_CHECKING:
-    from .pipeline import RunContext
+    from utils.stages.context import RunContext
 
 
 def crossfit_folds(questions: pd.DataFrame, folds: int, seed: int) -> list[set[int]]:
@@ -43,7 +43,7 @@ def crossfit_folds(questions: pd.DataFrame, folds: int, seed: int) -> list[set[i
 
 def crossfit_candidates(ctx: "RunContext", folds: int, k: int) -> pd.DataFrame:
     """Top-``k`` candidates of every training pair, each from an embedder that never saw its question."""
-    from .pipeline import fit_embedder, mine_records, rank
+    from utils.stages.ops import fit_embedder, mine_records, rank
 
     train = ctx.train_pairs
     questions = ctx.comp.train[ctx.comp.train["QuestionId"].isin(train["QuestionId"])]

@@ -9,7 +9,7 @@ Our own loop rather than FlagEmbedding's finetune or the sentence-transformers t
   is needed;
 - the same loop trains encoders fully and decoder LLMs with LoRA (4-bit optional);
 - optional GradCache (``grad_cache_chunk``), teacher-score distillation (``distill_weight``) and
-  multi-GPU data parallelism under torchrun, negatives shared across GPUs (utils.distributed).
+  multi-GPU data parallelism under torchrun, negatives shared across GPUs (utils.retrieval.distributed).
   Not torch's DDP wrapper: the loss is computed on embeddings gathered from every process and
   GradCache runs several backward passes per step, so gradients are summed once per step by hand.
 It reads FlagEmbedding's jsonl, so FlagEmbedding's own finetune stays a drop-in alternative
@@ -31,9 +31,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import distributed as D
-from .config import check_value, rule_for
-from .embed import Embedder, cuda_dtype, describe_dtype
+from utils.retrieval import distributed as D
+from utils.config import check_value, rule_for
+from utils.retrieval.embed import Embedder, cuda_dtype, describe_dtype
 
 
 @dataclass
@@ -234,7 +234,7 @@ def _model_kwargs(**extra):
 
 def load_for_training(model_name_or_path: str, cfg: TrainConfig, device: str | None = None) -> Embedder:
     """The Embedder to train: fp32 (or a bf16/fp16 / NF4 frozen base under LoRA on GPU), LoRA attached."""
-    from .embed import default_device
+    from utils.retrieval.embed import default_device
 
     dev = device or default_device()
     on_gpu = dev.startswith("cuda")
@@ -426,7 +426,7 @@ def _train(records, model_name_or_path, out_dir, cfg: TrainConfig, device, show_
     emb.model = model
     emb.max_length = cfg.max_query_length
     if info.is_main:  # only a finished run replaces out_dir: model and log in a temp dir beside it, then renamed
-        from .io import atomic_dir, write_json
+        from utils.io import atomic_dir, write_json
 
         with atomic_dir(out_dir) as tmp:
             emb.save(tmp)

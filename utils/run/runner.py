@@ -29,8 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from . import io
-from .config import REPO_ROOT, SAMPLE_DATA_DIR, deep_update, dump_config, load_config
+from utils import io
+from utils.config import REPO_ROOT, SAMPLE_DATA_DIR, deep_update, dump_config, load_config
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 RUN_FILE = "run.json"  # the fingerprint of what a run folder was made with
@@ -215,9 +215,9 @@ def submission_copies(cfg: dict, out: Path) -> list[Path]:
     """The run-level submissions 08 writes: ``<out>/submission.csv`` and ``<submission.dir>/<run>/submission.csv``."""
     paths = [out / "submission.csv"]
     if cfg["submission"].get("dir"):
-        from .pipeline import _from_root
+        from utils.stages.context import from_root
 
-        paths.append(_from_root(cfg["submission"]["dir"]) / out.name / "submission.csv")
+        paths.append(from_root(cfg["submission"]["dir"]) / out.name / "submission.csv")
     return paths
 
 
@@ -337,10 +337,10 @@ def run_cv(
     """K-fold cross-validation: fold k runs the whole chain under ``out/fold_<k>/`` (resumable like any run).
 
     Once every fold has finished round ``rounds``, the pooled out-of-fold report and the CV
-    choices are written (``utils.cv.choose``) and returned; with folds still missing, None.
+    choices are written (``utils.run.cv.choose``) and returned; with folds still missing, None.
     """
-    from .cv import choose
-    from .splits import CV_SCHEMES
+    from utils.run.cv import choose
+    from utils.splits import CV_SCHEMES
 
     out = Path(out).resolve()
     base = load_config(config_path, overrides)
@@ -375,7 +375,8 @@ def run_cv(
 
 def untuned_fallbacks(cfg: dict, rounds: int) -> list[str]:
     """What a run with nothing held out (split full) uses instead of choices tuned on validation."""
-    from .pipeline import UNTUNED_BLEND_ALPHA, fusion_config_from, rerank_config_from
+    from utils.config import fusion_config_from, rerank_config_from
+    from utils.stages.rerank import UNTUNED_BLEND_ALPHA
 
     out = []
     if "06_rerank" in cfg["notebooks"]:

@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from .recall import topk
+from utils.retrieval.recall import topk
 
 
 def mine_hard_negatives(

@@ -11,7 +11,7 @@
   internet off;
 * with ``export.wheels: true`` (or ``wheels=True``), ``<root>/<slug>-wheels/``: a dataset with the
   wheels of the pinned transformers / sentence-transformers / peft / accelerate / safetensors /
-  tokenizers / huggingface-hub and their dependencies for Kaggle's Python (``utils.wheels``; never
+  tokenizers / huggingface-hub and their dependencies for Kaggle's Python (``utils.kaggle.wheels``; never
   torch), also a source of the kernel, whose notebook installs them offline
   (``wheels_dir = "/kaggle/input/<slug>-wheels"``) before importing ``utils``.
 
@@ -34,12 +34,12 @@ from pathlib import Path
 
 import pandas as pd
 
-from . import io
-from . import pipeline as P
-from .config import REPO_ROOT, dump_config, load_config
-from .data import load_competition, to_pairs
+from utils import io
+from utils import stages
+from utils.config import REPO_ROOT, dump_config, load_config
+from utils.tasks.eedi import load_competition, to_pairs
 
-UTILS_DIR = Path(__file__).resolve().parent
+UTILS_DIR = Path(__file__).resolve().parent.parent  # the whole utils package
 INFERENCE_NOTEBOOK = REPO_ROOT / "notebooks" / "kaggle_inference.ipynb"
 KAGGLE_INPUT = "/kaggle/input"
 DEFAULT_OWNER = "your-kaggle-username"
@@ -52,7 +52,7 @@ EXPORT_DEFAULTS = {
     "license": "CC0-1.0",
     "is_private": True,
     "enable_gpu": True,
-    # Offline wheels (utils.wheels): a second dataset <slug>-wheels with the pinned transformers,
+    # Offline wheels (utils.kaggle.wheels): a second dataset <slug>-wheels with the pinned transformers,
     # sentence-transformers, peft, ... (and their dependencies) for Kaggle's Python, installed by the
     # kernel before it imports utils. Off by default: it downloads from PyPI the first time.
     "wheels": False,
@@ -63,7 +63,7 @@ _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".ipynb_checkp
 
 
 # -- export ------------------------------------------------------------------------------------
-def export_config(ctx: P.RunContext) -> dict:
+def export_config(ctx: stages.context.RunContext) -> dict:
     cfg = {**EXPORT_DEFAULTS, **(ctx.config.get("export") or {})}
     unknown = sorted(set(ctx.config.get("export") or {}) - set(EXPORT_DEFAULTS))
     if unknown:
@@ -132,7 +132,7 @@ def _listing(folder: Path) -> pd.DataFrame:
 
 
 def export_round(
-    ctx: P.RunContext,
+    ctx: stages.context.RunContext,
     name: str | None = None,
     owner: str | None = None,
     out_root: str | os.PathLike | None = None,
@@ -143,7 +143,7 @@ def export_round(
     """Pack this round's models, ``utils/`` and config as a Kaggle dataset, plus its inference kernel.
 
     ``wheels`` (default: config ``export.wheels``, off) also packs the offline wheels dataset
-    ``<slug>-wheels`` (``utils.wheels.pack_wheels``; ``wheel_requirements`` replaces its default
+    ``<slug>-wheels`` (``utils.kaggle.wheels.pack_wheels``; ``wheel_requirements`` replaces its default
     pinned list) and makes the kernel attach and install it.
 
     ``name`` (dataset slug) defaults to config ``export.name``, else ``eedi-<run>-r<round>``;
@@ -152,7 +152,7 @@ def export_round(
     and renamed into place (an older build is replaced). Weights are copied, never linked.
     Returns the folders, ids, metadata, the dataset's file list and the push commands.
     """
-    from .kaggle_export import (COMPETITION, build_dataset, build_kernel, validate_dataset_metadata,
+    from utils.kaggle.api import (COMPETITION, build_dataset, build_kernel, validate_dataset_metadata,
                                 validate_kernel_metadata)
 
     ecfg = export_config(ctx)
@@ -172,7 +172,7 @@ def export_round(
     kernel_slug = f"{slug}-inference"
     kernel_title = kernel_slug.replace("-", " ").capitalize()  # slugifies back to kernel_slug
     kernel_id = f"{owner_}/{kernel_slug}"
-    root = P._from_root(out_root or ecfg["dir"])
+    root = stages.context.from_root(out_root or ecfg["dir"])
     nb_src = Path(notebook) if notebook else INFERENCE_NOTEBOOK
     if not nb_src.is_file():
         raise FileNotFoundError(f"{nb_src}: inference notebook not found (run scripts/build_notebooks.py)")
@@ -183,7 +183,7 @@ def export_round(
     warnings = _base_model_warnings(ctx.embedder_dir, "embedder")
     if has_reranker:
         warnings += _base_model_warnings(ctx.reranker_dir, "reranker")
-    rc = P.rerank_config(ctx) if has_reranker else None
+    rc = stages.train_reranker.rerank_config(ctx) if has_reranker else None
     manifest = {
         "dataset_id": dataset_id, "kernel_id": kernel_id, "source_run": f"{ctx.out_dir.name}/{run_dir.name}",
         "split": ctx.split, "round": ctx.round_idx, "reranker": has_reranker,
@@ -195,12 +195,12 @@ def export_round(
     }
     wheels_pack = None
     if pack:
-        from .wheels import pack_wheels
+        from utils.kaggle.wheels import pack_wheels
 
         cache = ecfg["wheel_cache"]
         wheels_pack = pack_wheels(root, f"{owner_}/{wheels_slug}", f"Wheels for {slug}"[:50],
                                   requirements=wheel_requirements, python_version=str(ecfg["wheels_python"]),
-                                  cache=P._from_root(os.path.expanduser(cache)) if cache else None,
+                                  cache=stages.context.from_root(os.path.expanduser(cache)) if cache else None,
                                   license_name=ecfg["license"])
         manifest["wheels_install"] = wheels_pack["install"]
     with tempfile.TemporaryDirectory(prefix="eedi_export_") as tmp:
@@ -254,16 +254,16 @@ def _round_parameters(round_dir: Path) -> dict:
     return {}
 
 
-def export_context(run_dir: str | os.PathLike, round_idx: int | None = None) -> P.RunContext:
+def export_context(run_dir: str | os.PathLike, round_idx: int | None = None) -> stages.context.RunContext:
     """A finished round as ``export_round`` needs it, read only: its ``config.yaml`` and model folders.
 
     ``run_dir``: the run folder (``runs/v1``, holding ``round_<r>/``) or a round folder itself;
     ``round_idx`` defaults to the last round with an embedder. No data is loaded and nothing is written.
     """
-    from .data import Competition
-    from .splits import SPLITS
+    from utils.tasks.eedi import Competition
+    from utils.splits import SPLITS
 
-    run_dir = P._from_root(run_dir)
+    run_dir = stages.context.from_root(run_dir)
     if re.fullmatch(r"round_\d+", run_dir.name) and round_idx in (None, int(run_dir.name.split("_")[1])):
         run_dir, round_idx = run_dir.parent, int(run_dir.name.split("_")[1])
     if not run_dir.is_dir():
@@ -285,7 +285,7 @@ def export_context(run_dir: str | os.PathLike, round_idx: int | None = None) -> 
     split = params.get("split") or (run_dir.name if run_dir.name in SPLITS else "unknown")
     empty = pd.DataFrame(columns=["QuestionId_Answer", "QuestionId", "MisconceptionId", "fold"])
     comp = Competition(Path(params.get("data_dir") or "."), empty, pd.DataFrame(columns=["MisconceptionId", "MisconceptionName"]))
-    return P.RunContext(round_dir, split, round_idx, cfg, comp, empty, empty,
+    return stages.context.RunContext(round_dir, split, round_idx, cfg, comp, empty, empty,
                         params.get("model") or cfg["embedder"]["model"])
 
 
@@ -303,7 +303,7 @@ def export(
 
 
 # -- inference ---------------------------------------------------------------------------------
-class InferenceContext(P.RunContext):
+class InferenceContext(stages.context.RunContext):
     """A ``RunContext`` whose models live in ``extra["models_dir"]`` and whose cache is a temp dir,
     so the pipeline's ranking and reranking functions run unchanged on read-only inputs."""
 
@@ -370,36 +370,36 @@ def infer(
     Recall top-K with ``models_dir/embedder``; when ``models_dir/reranker`` exists, rerank the
     head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one).
     """
-    from .embed import describe_dtype
-    from .rerank import final_ranking
-    from .submission import write_submission
+    from utils.retrieval.embed import describe_dtype
+    from utils.rerank.blend import final_ranking
+    from utils.tasks.eedi import write_submission
 
     ctx = inference_context(data_dir, models_dir, out_dir, config_path)
     cfg = ctx.config
     k_sub = cfg["submission"]["k"]
     has_reranker = ctx.reranker_dir.is_dir() and any(ctx.reranker_dir.iterdir())
-    rc = P.rerank_config(ctx) if has_reranker else None
+    rc = stages.train_reranker.rerank_config(ctx) if has_reranker else None
     k = max(cfg["recall"]["k"], k_sub, rc["top_k"] if rc else 0)
     say = print if verbose else (lambda *a, **kw: None)
     say(describe_dtype())  # Kaggle's T4 / P100 have no bf16: fp16 there
     say(f"{len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions; recall top-{k} with {ctx.embedder_dir}")
     emb = ctx.embedder("current")
-    ranking = P.rank(ctx, emb, ctx.test_pairs, k=k)
+    ranking = stages.ops.rank(ctx, emb, ctx.test_pairs, k=k)
     del emb
     _free_memory()
     if has_reranker:
         manifest = io.read_json(ctx.models_dir / MANIFEST, default={}) or {}
         alpha = manifest.get("blend_alpha")
-        alpha = P.UNTUNED_BLEND_ALPHA if alpha is None else float(alpha)  # None: an export made before 06 saved it
+        alpha = stages.rerank.UNTUNED_BLEND_ALPHA if alpha is None else float(alpha)  # None: an export made before 06 saved it
         prior_weight = float(manifest.get("item_prior_weight") or 0.0)
         say(f"rerank the top-{rc['top_k']} with {ctx.reranker_dir} ({rc['family']}, blend alpha {alpha}"
             + (f", item prior weight {prior_weight})" if prior_weight else ")"))
-        scores = P.score_reranker(ctx, ranking, ctx.test_pairs)
+        scores = stages.rerank.score_reranker(ctx, ranking, ctx.test_pairs)
         if prior_weight:
-            scores = scores + prior_weight * P.reranker_item_prior(ctx, ranking)
+            scores = scores + prior_weight * stages.rerank.reranker_item_prior(ctx, ranking)
         ranking = final_ranking(ranking, scores, alpha, rc["top_k"])
         _free_memory()
-    out = write_submission(ranking, ctx.test_pairs["QuestionId_Answer"].tolist(), P.corpus_ids(ctx).tolist(),
+    out = write_submission(ranking, ctx.test_pairs["QuestionId_Answer"].tolist(), stages.ops.corpus_ids(ctx).tolist(),
                            Path(out_dir) / "submission.csv", k_sub)
     say(f"submission: {out}")
     return out

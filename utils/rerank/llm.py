@@ -204,7 +204,7 @@ def _last_logits(model, batch):
 
     import torch
 
-    from .embed import cuda_dtype
+    from utils.retrieval.embed import cuda_dtype
 
     dev = _device(model)
     ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
@@ -317,7 +317,7 @@ def train_llm_reranker(
     from transformers import get_scheduler, set_seed
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from .embed import cuda_dtype, describe_dtype
+    from utils.retrieval.embed import cuda_dtype, describe_dtype
 
     if mode not in ("pointwise", "listwise"):
         raise ValueError(f"unknown mode {mode!r}")

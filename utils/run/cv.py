@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from . import io
-from .metrics import ITEM, QUERY, bootstrap_means, paired_bootstrap, per_query_ap
+from utils import io
+from utils.metrics import ITEM, QUERY, bootstrap_means, paired_bootstrap, per_query_ap
 
 FOLD_RE = re.compile(r"^fold_(\d+)$")
 ROUND_RE = re.compile(r"^round_(\d+)$")
@@ -157,9 +157,10 @@ def _rerank_inputs(folds: dict[int, Path], r: int, pairs: pd.DataFrame):
 
 def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
     """Every alternative of 06/08 scored on the pooled pairs (rounds finished in every fold)."""
-    from .fusion import METHODS, per_pair_ap, weight_grid
-    from .pipeline import ITEM_PRIOR_GRID, blend_setting, rerank_config_from
-    from .rerank import DEFAULT_GRID, final_ranking
+    from utils.fusion import METHODS, per_pair_ap, weight_grid
+    from utils.config import rerank_config_from
+    from utils.stages.rerank import ITEM_PRIOR_GRID, blend_setting
+    from utils.rerank.blend import DEFAULT_GRID, final_ranking
 
     folds = fold_dirs(root)
     if not folds:
