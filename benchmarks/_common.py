@@ -33,7 +33,12 @@ DATA_CANDIDATES = [
 ]
 
 
-def default_data_dir() -> Path:
+def default_data_dir(task: str = "eedi") -> Path:
+    """Eedi: the first of ``DATA_CANDIDATES`` holding Kaggle's files; another task: its bundled sample."""
+    if task != "eedi":
+        from utils.tasks import get_task
+
+        return Path(get_task(task).sample_dir)
     for p in DATA_CANDIDATES:
         if (p / "train.csv").exists() and (p / "misconception_mapping.csv").exists():
             return p
@@ -59,9 +64,10 @@ def resolve_model_arg(model: str | None) -> str:
 
 
 def add_common_args(ap, name: str) -> None:
+    ap.add_argument("--task", default="eedi", help="task whose tables are used (utils.tasks: eedi, aqa, beir)")
     ap.add_argument("--data-dir", default=None,
-                    help="competition folder (default: ../shared/data/eedi from the repo root, else shared/data/eedi, "
-                         ".cache/bench/eedi, data/sample)")
+                    help="folder in the task's raw layout (default for eedi: ../shared/data/eedi from the repo root, "
+                         "else shared/data/eedi, .cache/bench/eedi, data/sample; for another task: its bundled sample)")
     ap.add_argument("--limit", type=int, default=None, help="use only the first N queries (smoke runs)")
     ap.add_argument("--device", default=None, help="cuda / cpu (default: cuda when available)")
     ap.add_argument("--model", default=None, help="model path or hub id (default: bundled all-MiniLM-L6-v2)")
@@ -111,29 +117,46 @@ class Timer:
         return False
 
 
-def load_data(data_dir: str | os.PathLike | None):
-    """(competition, all pairs, labelled pairs) from ``data_dir``."""
-    from utils.tasks.eedi import load_competition, to_pairs
+def load_data(data_dir: str | os.PathLike | None, task: str = "eedi"):
+    """(task data, all training queries, labelled queries) from ``data_dir`` (utils.tasks.base: ``TaskData``
+    with ``queries`` / ``corpus``; queries have ``query_id``, ``group``, ``query_text``, ``positives``)."""
+    from utils.tasks import get_task
 
-    comp = load_competition(Path(data_dir) if data_dir else default_data_dir())
-    pairs = to_pairs(comp.train)
-    labelled = pairs[pairs["MisconceptionId"].notna()].reset_index(drop=True)
-    return comp, pairs, labelled
+    data = get_task(task).load(Path(data_dir) if data_dir else default_data_dir(task))
+    queries = data.queries
+    labelled = queries[[len(p) > 0 for p in queries["positives"]]].reset_index(drop=True)
+    return data, queries, labelled
 
 
-def subset_corpus(misconceptions, gold_ids, size: int | None, seed: int = 0):
-    """All golds plus random other misconceptions up to ``size`` rows (None: the whole corpus)."""
+def positive_ids(positives) -> set[int]:
+    """Every item id in ``positives`` (a column of id tuples or arrays; single ids count as one)."""
     import numpy as np
 
-    if size is None or size >= len(misconceptions):
-        return misconceptions.reset_index(drop=True)
-    gold = set(int(g) for g in gold_ids)
-    is_gold = misconceptions["MisconceptionId"].astype(int).isin(gold).to_numpy()
+    out: set[int] = set()
+    for p in positives:
+        if p is None or (np.ndim(p) == 0 and p != p):  # None / NaN: unlabelled
+            continue
+        out.update(int(x) for x in np.atleast_1d(p))
+    return out
+
+
+def subset_corpus(corpus, positives, size: int | None, seed: int = 0):
+    """Every positive item plus random other items up to ``size`` rows (None: the whole corpus).
+
+    ``corpus``: the task's corpus table (``item_id``, ``item_text``, ...); ``positives``: the
+    queries' ``positives`` column (tuples of item ids).
+    """
+    import numpy as np
+
+    if size is None or size >= len(corpus):
+        return corpus.reset_index(drop=True)
+    gold = positive_ids(positives)
+    is_gold = corpus["item_id"].astype(int).isin(gold).to_numpy()
     others = np.flatnonzero(~is_gold)
     rng = np.random.default_rng(seed)
     extra = rng.choice(others, size=max(0, min(len(others), size - int(is_gold.sum()))), replace=False)
     keep = np.sort(np.concatenate([np.flatnonzero(is_gold), extra]))
-    return misconceptions.iloc[keep].reset_index(drop=True)
+    return corpus.iloc[keep].reset_index(drop=True)
 
 
 def _version(dist: str) -> str | None:

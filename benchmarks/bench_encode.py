@@ -1,6 +1,6 @@
 """Encoding throughput: utils.retrieval.embed.Embedder.encode vs SentenceTransformer.encode, same model and batch.
 
-    python benchmarks/bench_encode.py                       # all Eedi query texts + misconception names
+    python benchmarks/bench_encode.py                       # all Eedi query texts + corpus (misconception names)
     python benchmarks/bench_encode.py --limit 64 --repeats 1   # CPU smoke run
 
 Variants: on CPU both fp32. On GPU: ours bf16 (its default) and fp32; sentence-transformers in
@@ -45,8 +45,8 @@ def main(argv=None) -> dict:
     device = pick_device(args.device)
     gpu = device.startswith("cuda")
     model = resolve_model_arg(args.model)
-    comp, pairs, _ = load_data(args.data_dir)
-    sets = {"queries": pairs["query_text"].tolist(), "misconceptions": comp.misconceptions["MisconceptionName"].tolist()}
+    data, queries, _ = load_data(args.data_dir, args.task)
+    sets = {"queries": queries["query_text"].tolist(), "corpus": data.corpus["item_text"].tolist()}
     if args.limit:
         sets = {k: v[: args.limit] for k, v in sets.items()}
     bs = args.batch_size
@@ -127,16 +127,17 @@ def main(argv=None) -> dict:
         ro, rp = per_variant[o], per_variant[p]
         rows.append({
             "ours": o, "peer": p,
-            "queries": len(sets["queries"]), "names": len(sets["misconceptions"]),
+            "queries": len(sets["queries"]), "names": len(sets["corpus"]),  # names: the corpus texts
             "batch (peer)": args.peer_large_batch if p == "st_fp32_large_batch" else bs,
             "ours texts/s": ro["texts_per_s_total"], "peer texts/s": rp["texts_per_s_total"],
             "ours/peer": ratio(ro["texts_per_s_total"], rp["texts_per_s_total"]),
             "ours/peer (queries)": ratio(ro["texts_per_s"]["queries"], rp["texts_per_s"]["queries"]),
-            "ours/peer (names)": ratio(ro["texts_per_s"]["misconceptions"], rp["texts_per_s"]["misconceptions"]),
+            "ours/peer (names)": ratio(ro["texts_per_s"]["corpus"], rp["texts_per_s"]["corpus"]),
             "min cos vs ST fp32": ro["cosine_vs_st_fp32_min"], "cos ok": ro["cosine_ok"],
+            **({"task": args.task} if args.task != "eedi" else {}),
         })
     result = {
-        "benchmark": "encode", "machine": machine_info(device), "model": model,
+        "benchmark": "encode", "machine": machine_info(device), "model": model, "task": args.task,
         "args": vars(args), "n_texts": {s: len(v) for s, v in sets.items()},
         "texts_per_s_definition": "texts encoded / median wall seconds of --repeats timed calls (after one warm-up), "
                                   "host float32 output, CUDA synchronised",

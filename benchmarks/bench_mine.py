@@ -1,7 +1,7 @@
 """Hard-negative mining: utils (Embedder.encode + mining.mine_hard_negatives) vs
 sentence_transformers.util.mine_hard_negatives, same model, all labelled pairs vs the corpus.
 
-    python benchmarks/bench_mine.py                                    # 3,062 pairs x 2,587 misconceptions
+    python benchmarks/bench_mine.py                                    # 3,062 pairs x 2,587 misconceptions (Eedi)
     python benchmarks/bench_mine.py --limit 16 --corpus-limit 120      # CPU smoke run
 
 Timed per library: encoding included (load excluded) and excluded, each after a warm-up run of
@@ -13,7 +13,7 @@ its whole path on 8 queries (CUDA loads kernels lazily: the first top-k alone to
   faiss is installed (ours then uses faiss too; without faiss both use torch).
 
 Window semantics. Ours: 1-based ranks ``[range_min, range_max)`` of the *full* ranking, the
-positive dropped afterwards (default 2..99). sentence-transformers: 0-based positions
+positives dropped afterwards (default 2..99). sentence-transformers: 0-based positions
 ``[range_min, range_max)`` of the ranking *with the positives removed first*. So ours
 ``[2, 100)`` equals ST ``[1, 99)`` whenever the positive ranks >= 100 (98 candidates each); when the
 positive is at rank 1 ours holds one more item at the top and one fewer at the bottom, and when
@@ -22,6 +22,10 @@ compared by Jaccard: "raw" (each library's semantics, each library's own embeddi
 (our embeddings' ranking cut with ST's semantics vs ST's pool: must be 1.0 up to float ties), and
 "raw where the positive ranks beyond the window" (must be 1.0 as well). ST's pool is read from a
 third cached call with ``sampling_strategy="top"`` and ``num_negatives`` = the window size.
+
+Queries come from the task's tables (``--task``, default eedi: one positive per query). A query
+with several positives is one ST row per positive (ST merges rows of one query text into a
+multi-positive query); ours excludes all of them; "the positive's rank" is its best-ranked one.
 """
 
 from __future__ import annotations
@@ -39,7 +43,7 @@ from _common import (Timer, add_common_args, has_module, load_data, machine_info
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(ap, "bench_mine")
-    ap.add_argument("--corpus-limit", type=int, default=None, help="misconceptions kept (golds + random); default all")
+    ap.add_argument("--corpus-limit", type=int, default=None, help="corpus items kept (positives + random); default all")
     ap.add_argument("--range-min", type=int, default=2, help="ours: first 1-based rank kept")
     ap.add_argument("--range-max", type=int, default=100, help="ours: first 1-based rank dropped")
     ap.add_argument("-n", "--n-neg", type=int, default=15)
@@ -59,18 +63,18 @@ def main(argv=None) -> dict:
 
     device = pick_device(args.device)
     model = resolve_model_arg(args.model)
-    comp, _, labelled = load_data(args.data_dir)
+    data, _, labelled = load_data(args.data_dir, args.task)
     if args.limit:
         labelled = labelled.iloc[: args.limit].reset_index(drop=True)
-    mis = subset_corpus(comp.misconceptions, labelled["MisconceptionId"], args.corpus_limit, args.seed)
-    names = mis["MisconceptionName"].tolist()
-    ids = mis["MisconceptionId"].astype(int).to_numpy()
-    row_of = {int(m): i for i, m in enumerate(ids)}
+    corpus = subset_corpus(data.corpus, labelled["positives"], args.corpus_limit, args.seed)
+    names = corpus["item_text"].tolist()
+    row_of = {int(m): i for i, m in enumerate(corpus["item_id"].astype(int))}
     queries = labelled["query_text"].tolist()
-    positives = np.array([row_of[int(m)] for m in labelled["MisconceptionId"]])
+    pos_rows = [[row_of[int(m)] for m in pos] for pos in labelled["positives"]]  # corpus rows of each query's positives
     rmin, rmax, n = args.range_min, args.range_max, args.n_neg
     notes: list[str] = []
     result: dict = {"benchmark": "mine", "machine": machine_info(device), "model": model, "args": vars(args),
+                    "task": args.task, "n_positives": sum(map(len, pos_rows)),
                     "n_queries": len(queries), "n_corpus": len(names), "window_ours": [rmin, rmax],
                     "target": "utils, encoding included, <= 1.0 s on H100 for 3,062 pairs"}
 
@@ -80,31 +84,31 @@ def main(argv=None) -> dict:
     # warm-up of the whole path on a few queries (CUDA loads the matmul / top-k kernels lazily)
     wq = emb.encode(queries[:8], batch_size=args.batch_size, show_progress=False)
     wc = emb.encode(names, batch_size=args.batch_size, show_progress=False)
-    mine_hard_negatives(wq, wc, positives[:8], rmin, rmax, n, seed=args.seed)
+    mine_hard_negatives(wq, wc, pos_rows[:8], rmin, rmax, n, seed=args.seed)
     with Timer(device) as t_enc:
         q = emb.encode(queries, batch_size=args.batch_size, show_progress=False)
         c = emb.encode(names, batch_size=args.batch_size, show_progress=False)
     with Timer(device) as t_mine:
-        negs, neg_s, pos_s = mine_hard_negatives(q, c, positives, rmin, rmax, n, seed=args.seed)
-        records = to_flag_records(labelled, mis, negs, neg_s, pos_s)
+        negs, neg_s, pos_s = mine_hard_negatives(q, c, pos_rows, rmin, rmax, n, seed=args.seed)
+        records = to_flag_records(labelled, corpus, negs, neg_s, pos_s)
     ours = {"dtype": str(dtype).replace("torch.", ""), "backend": search_backend(),
             "seconds_encode": t_enc.s, "seconds_mine": t_mine.s, "seconds_total": t_enc.s + t_mine.s,
             "n_records": len(records)}
     result["ours"] = ours
     del emb
 
-    # our candidate pools (exactly the window mine_hard_negatives samples from) and positive ranks
+    # our candidate pools (exactly the window mine_hard_negatives samples from) and the best positive rank
     depth = min(rmax + 1, len(names))
     _, idx = topk(q, c, depth)
-    our_pool = [set(idx[i, rmin - 1: rmax - 1].tolist()) - {int(positives[i])} for i in range(len(queries))]
-    pos_rank = np.array([(np.flatnonzero(idx[i] == positives[i])[0] + 1) if (idx[i] == positives[i]).any() else 10**9
-                         for i in range(len(queries))])
+    our_pool = [set(idx[i, rmin - 1: rmax - 1].tolist()) - set(pos_rows[i]) for i in range(len(queries))]
+    pos_rank = np.array([(np.flatnonzero(np.isin(idx[i], pos_rows[i]))[0] + 1) if np.isin(idx[i], pos_rows[i]).any()
+                         else 10**9 for i in range(len(queries))])
     assert all(set(nn) <= our_pool[i] for i, nn in enumerate(negs) if len(our_pool[i]) >= n), "sampled outside window"
-    # the same ranking cut with sentence-transformers' semantics (positive removed first)
+    # the same ranking cut with sentence-transformers' semantics (positives removed first)
     st_min, st_max = rmin - 1, rmax - 1
     aligned_pool = []
     for i in range(len(queries)):
-        lst = [j for j in idx[i].tolist() if j != positives[i]]
+        lst = [j for j in idx[i].tolist() if j not in pos_rows[i]]
         aligned_pool.append(set(lst[st_min:st_max]))
 
     # ---- sentence-transformers ----------------------------------------------------------------
@@ -120,7 +124,9 @@ def main(argv=None) -> dict:
         use_faiss = has_module("faiss")
         st_model = SentenceTransformer(model, device=device, model_kwargs={"dtype": getattr(torch, args.st_dtype)})
         st_model.max_seq_length = args.max_length
-        ds = Dataset.from_dict({"query": queries, "positive": [names[p] for p in positives]})
+        # one row per (query, positive); ST merges the rows of one query into a multi-positive query
+        ds = Dataset.from_dict({"query": [queries[i] for i, rows in enumerate(pos_rows) for _ in rows],
+                                "positive": [names[r] for rows in pos_rows for r in rows]})
         kw = dict(corpus=names, range_min=st_min, range_max=st_max, batch_size=args.batch_size, use_faiss=use_faiss,
                   output_format="n-tuple", verbose=False)
         with tempfile.TemporaryDirectory() as warm_cache:  # warm-up of the same path on a few queries
@@ -150,7 +156,7 @@ def main(argv=None) -> dict:
             i = qrow[rec["query"]]
             st_pool[i] = {r for col in neg_cols for r in rows_of_name[rec[col]]}
         dup_q = len(queries) - len(qrow)
-        if dup_q:
+        if dup_q:  # (several positives of one query are merged by design, not counted here)
             notes.append(f"{dup_q} duplicated query texts: sentence-transformers merges them (multi-positive)")
 
         def jac(a, b):
@@ -186,6 +192,7 @@ def main(argv=None) -> dict:
         "ours/ST (enc excl)": ratio(ours["seconds_mine"], st["seconds_mine"]) if st else None,
         "pool Jaccard raw": pj.get("raw_mean"), "pool Jaccard aligned": pj.get("aligned_mean"),
         "Jaccard pos>window": pj.get("positive_beyond_window_mean"),
+        **({"task": args.task} if args.task != "eedi" else {}),
     }
     notes.append("seconds: lower is better, so ours/ST below 1 means ours is faster; model loading excluded, "
                  "a warm-up run of each library's whole path on 8 queries before timing, CUDA synchronised")

@@ -2,7 +2,8 @@
 
 Per split: round 1..R of mine -> fine-tune -> evaluate (zero-shot vs fine-tuned) -> recall ->
 train reranker -> rerank, then fusion of the rounds' rankings with weights tuned on
-validation. Reports MAP@25 / Recall@25 / Recall@100 per stage and seconds per stage.
+validation. Reports MAP@k / Recall@k (the task's k, Eedi 25; the config's ``data.task``) per stage
+and seconds per stage.
 
     python benchmarks/bench_real.py --config configs/gpu.yaml --splits v1:3,v2:1   # GPU
     python benchmarks/bench_real.py --config configs/cpu_real.yaml --splits v1:1 --no-rerank   # CPU
@@ -22,9 +23,9 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, write_results  # noqa: E402
 
-from utils import stages
-from utils.metrics import evaluate  # noqa: E402
+from utils import stages  # noqa: E402
 from utils.config import load_config  # noqa: E402
+from utils.metrics import evaluate  # noqa: E402
 
 
 def timed(fn, *a):
@@ -45,9 +46,9 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     model = resolve_model_arg(args.model)
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
-    work = Path(args.work or tempfile.mkdtemp(prefix="bench_real_"))
     cfg = load_config(args.config)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir(cfg["data"]["task"])
+    work = Path(args.work or tempfile.mkdtemp(prefix="bench_real_"))
     cfg["embedder"]["model"] = model
     if cfg["rerank"].get("model") in ("default", None):  # "embedder" (this round's fine-tuned one) stays
         cfg["rerank"]["model"] = model
@@ -68,7 +69,9 @@ def main(argv=None) -> None:
             _, sec["train"] = timed(stages.train_embedder.train, ctx)
             ev, sec["eval"] = timed(stages.eval_embedder.evaluate_embedders, ctx)
             _, sec["recall"] = timed(stages.recall.recall_candidates, ctx)
-            m = {"zero_shot": evaluate(ev["base"], ctx.val_pairs), "retrieval": evaluate(ev["finetuned"], ctx.val_pairs)}
+            k = ctx.k
+            m = {"zero_shot": evaluate(ev["base"], ctx.val_pairs, k=k),
+                 "retrieval": evaluate(ev["finetuned"], ctx.val_pairs, k=k)}
             if not args.no_rerank:
                 _, sec["train_reranker"] = timed(stages.train_reranker.train_reranker, ctx)
                 rr, sec["rerank"] = timed(stages.rerank.rerank_all, ctx)
@@ -77,15 +80,15 @@ def main(argv=None) -> None:
                 m["blend_alpha"] = rr["summary"]["blend_alpha"]
             fused, sec["fuse"] = timed(stages.fuse_submit.fuse_rounds, ctx)
             if r > 1:
-                m["fused"] = evaluate(fused["val"], ctx.val_pairs)
+                m["fused"] = evaluate(fused["val"], ctx.val_pairs, k=k)
                 m["fusion"] = {"method": fused["method"], "weights": fused["weights"], "inputs": fused["inputs"]}
-            detail[f"{split}/round_{r}"] = {"metrics": m, "seconds": sec, "n_val": len(ctx.val_pairs),
+            detail[f"{split}/round_{r}"] = {"metrics": m, "k": k, "seconds": sec, "n_val": len(ctx.val_pairs),
                                             "n_train": len(ctx.train_pairs)}
             row = {"split": split, "round": r, "val_pairs": len(ctx.val_pairs)}
             for name in ("zero_shot", "retrieval", "reranked", "fused"):
                 if name in m:
-                    row[f"{name} MAP@25"] = m[name]["map@25"]
-                    row[f"{name} R@25"] = m[name]["recall@25"]
+                    row[f"{name} MAP@{k}"] = m[name][f"map@{k}"]
+                    row[f"{name} R@{k}"] = m[name][f"recall@{k}"]
             row["seconds"] = round(sum(sec.values()), 1)
             row.update({f"s_{k}": round(v, 1) for k, v in sec.items()})
             row["config"] = Path(args.config).name

@@ -2,7 +2,7 @@
 
 Per split: one round of mine -> fine-tune -> recall (the config's recipe), then each reranker
 variant is trained on that round's candidates and scored on validation. Reported per variant:
-MAP@25 of the retriever alone, of the reranker's own order (head reranked, tail kept), and of
+MAP@k (the task's k, Eedi 25) of the retriever alone, of the reranker's own order (head reranked, tail kept), and of
 the retrieval/reranker blend tuned on validation (with its alpha), of the same tuning done
 out-of-fold (``utils.rerank.blend.out_of_fold_ap``: the honest estimate of the tuned gain), plus seconds.
 ``--ensembles a+b`` also scores the z-scored mean of variants a and b.
@@ -31,16 +31,15 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, write_results  # noqa: E402
 
-from utils import stages
-from utils.metrics import evaluate  # noqa: E402
+from utils import stages  # noqa: E402
 from utils.config import load_config  # noqa: E402
-from utils.metrics import paired_bootstrap, per_query_ap  # noqa: E402
+from utils.metrics import evaluate, paired_bootstrap, per_query_ap  # noqa: E402
 from utils.rerank.blend import blend, combine, out_of_fold_ap, rerank, tune_blend  # noqa: E402
 
 # name -> rerank-config overrides on top of the config file's rerank section and SHORT (so a
 # variant means the same whatever the config's own epochs / negatives are); "default" = MiniLM.
 SHORT = {"model": "default", "head": "mean", "num_layers": None, "max_groups": None, "epochs": 1, "n_negatives": 7,
-         "candidates": "current", "retrieval_weight": 0.0, "item_bias_l2": None}
+         "candidates": "current", "item_bias_l2": None}
 VARIANTS = {
     "cls_minilm": {**SHORT, "head": "cls"},  # the earlier default: [CLS] sequence-classification head
     "mean_minilm": SHORT,
@@ -50,17 +49,9 @@ VARIANTS = {
     "mean_embedder_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4},  # configs/gpu.yaml
     "mean_minilm_15neg_4ep": {**SHORT, "n_negatives": 15, "epochs": 4},
     "mean_embedder_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8},
-    # training candidates from the mining model / from out-of-fold embedders instead of this round's
+    # training candidates from the mining model instead of this round's (out-of-fold "crossfit" candidates and the
+    # residual head were measured here too, no better than "current", and removed from the suite)
     "mining_cands_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "candidates": "mining"},
-    "crossfit3_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "candidates": "crossfit",
-                            "crossfit_folds": 3},
-    # residual: the cross-encoder learns a correction to the retriever (final score logit + w * cosine)
-    "crossfit3_resid20_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "candidates": "crossfit",
-                              "crossfit_folds": 3, "retrieval_weight": 20.0},
-    "crossfit3_resid10_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "candidates": "crossfit",
-                              "crossfit_folds": 3, "retrieval_weight": 10.0},
-    "crossfit3_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "candidates": "crossfit",
-                            "crossfit_folds": 3},
     # product of experts with a fitted per-misconception bias (item_bias_l2): no memorised gold prior
     # (06 tunes the bias's weight at scoring, item_prior_weight "tune"; the fixed-alpha columns score without it)
     "poe0.1_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.1},
@@ -71,8 +62,6 @@ VARIANTS = {
                                "top_k": 50},
     "poe0.01_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.01},
     "poe0.01_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4, "item_bias_l2": 0.01},
-    "crossfit3_poe0.1_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8, "item_bias_l2": 0.1,
-                             "candidates": "crossfit", "crossfit_folds": 3},
 }
 for _name, _variant in VARIANTS.items():  # with a fitted bias, 06 tunes its weight beside the blend's alpha
     if _variant.get("item_bias_l2") is not None:
@@ -84,16 +73,18 @@ def _records(table) -> list | None:
     return None if table is None else table.to_dict("records")
 
 
-def _by_gold_seen(rankings: dict, val, train) -> dict:
-    """MAP@25 of each ranking on validation pairs whose gold was / was not a training gold.
+def _by_gold_seen(rankings: dict, val, train, k: int = 25) -> dict:
+    """MAP@k of each ranking on validation queries with / without a positive that was a training positive.
 
     A reranker that memorised which misconceptions were gold in training ranks the unseen ones
-    (split v2's point, and much of the competition's test set) too low.
+    (split v2's point, and much of the competition's test set) too low. "Unseen" = none of the
+    query's positives occurs in training (``utils.splits.unseen_share``).
     """
-    seen = val["MisconceptionId"].astype(int).isin(set(train["MisconceptionId"].dropna().astype(int))).to_numpy()
+    train_ids = {int(i) for pos in train["positives"] for i in pos}
+    seen = np.array([any(int(i) in train_ids for i in pos) for pos in val["positives"]], dtype=bool)
     out = {"unseen_share": float(1 - seen.mean())}
     for name, ranking in rankings.items():
-        ap = per_query_ap(ranking, val)
+        ap = per_query_ap(ranking, val, k)
         out[name] = {"seen": float(ap[seen].mean()) if seen.any() else None,
                      "unseen": float(ap[~seen].mean()) if (~seen).any() else None}
     return out
@@ -110,7 +101,7 @@ def main(argv=None) -> None:
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--model", default=None, help="embedder and cross-encoder init (default: bundled MiniLM)")
-    ap.add_argument("--limit-train", type=int, default=None, help="smoke runs: keep N training questions' pairs")
+    ap.add_argument("--limit-train", type=int, default=None, help="smoke runs: keep the first N labelled training queries")
     ap.add_argument("--seed", type=int, default=None, help="override the config's seed (split, mining, training)")
     ap.add_argument("--ensembles", default="", help="comma-separated a+b combos of --variants to score as an ensemble")
     ap.add_argument("--work", default=None)
@@ -122,10 +113,10 @@ def main(argv=None) -> None:
         raise SystemExit(f"unknown variants {sorted(unknown)}; known: {list(VARIANTS)}")
     model = resolve_model_arg(args.model)
     run_variants = {n: VARIANTS[n] for n in args.variants.split(",")}
-    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    cfg = load_config(args.config)
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir(cfg["data"]["task"])
     work = Path(args.work or tempfile.mkdtemp(prefix="bench_rerank_"))
     work.mkdir(parents=True, exist_ok=True)
-    cfg = load_config(args.config)
     cfg["embedder"]["model"] = model
     if args.seed is not None:
         cfg["seed"] = args.seed
@@ -138,8 +129,8 @@ def main(argv=None) -> None:
     for split in args.splits.split(","):
         ctx = stages.context.load_context(work / split / "round_1", data_dir, split, 1, cfg_path)
         if args.limit_train:  # smoke runs: the other training pairs leave the run
-            drop = set(ctx.train_pairs["QuestionId_Answer"].iloc[args.limit_train:])
-            ctx.pairs = ctx.pairs[~ctx.pairs["QuestionId_Answer"].isin(drop)].reset_index(drop=True)
+            drop = set(ctx.train_pairs["query_id"].iloc[args.limit_train:])
+            ctx.pairs = ctx.pairs[~ctx.pairs["query_id"].isin(drop)].reset_index(drop=True)
         t0 = time.perf_counter()
         stages.mine_hn.mine(ctx)
         stages.train_embedder.train(ctx)
@@ -160,8 +151,13 @@ def main(argv=None) -> None:
             t_score = time.perf_counter() - t0
             kept[name] = rr["val_scores_without_prior"]
             s = rr["summary"]
+            # 06 tunes nothing when the config fixes alpha and the prior weight (configs/gpu.yaml): no
+            # optimism to remove, so the out-of-fold AP is the fixed ranking's own
+            cv_ap = rr.get("val_ap_out_of_fold")
+            if cv_ap is None:
+                cv_ap = per_query_ap(rr["val"], ctx.val_pairs, ctx.k)
             row, extra = _measure(ctx, rr["candidates_val"], rr["val_scores_without_prior"], rr["val"],
-                                  rr["val_ap_out_of_fold"], s, rc["top_k"])
+                                  cv_ap, s, rc["top_k"])
             row.update({"split": split, "variant": name, "s train": round(t_train, 1), "s score": round(t_score, 1)})
             detail[f"{split}/{name}"] = {"rerank_config": rc, "summary": s, "seconds_train": t_train,
                                          "seconds_score": t_score, "round_seconds": round_s, "train_log": log,
@@ -174,13 +170,14 @@ def main(argv=None) -> None:
             cands = pd.read_parquet(ctx.run_dir / "candidates_val.parquet")
             top_k = base_rerank.get("top_k", 25)
             mixed = combine(cands, [kept[m] for m in members], top_k)
-            alpha, _, table = tune_blend(cands, mixed, ctx.val_pairs, top_k)
+            val, k = ctx.val_pairs, ctx.k
+            alpha, _, table = tune_blend(cands, mixed, val, top_k, k=k)
             tuned = blend(cands, mixed, alpha, top_k)
-            s = {"retrieval": evaluate(cands, ctx.val_pairs), "reranker_only": evaluate(rerank(cands, mixed, top_k), ctx.val_pairs),
-                 "reranked": evaluate(tuned, ctx.val_pairs), "blend_alpha": alpha, "item_prior_weight": 0.0,
-                 "gain_ci": paired_bootstrap(per_query_ap(cands, ctx.val_pairs), per_query_ap(tuned, ctx.val_pairs),
-                                             groups=ctx.val_pairs["QuestionId"].to_numpy(), seed=cfg["seed"])}
-            cv_ap = out_of_fold_ap(cands, mixed, np.zeros(len(mixed)), (0.0,), ctx.val_pairs, top_k, seed=cfg["seed"])
+            s = {"retrieval": evaluate(cands, val, k=k), "reranker_only": evaluate(rerank(cands, mixed, top_k), val, k=k),
+                 "reranked": evaluate(tuned, val, k=k), "blend_alpha": alpha, "item_prior_weight": 0.0,
+                 "gain_ci": paired_bootstrap(per_query_ap(cands, val, k), per_query_ap(tuned, val, k),
+                                             groups=val["group"].to_numpy(), seed=cfg["seed"])}
+            cv_ap = out_of_fold_ap(cands, mixed, np.zeros(len(mixed)), (0.0,), val, top_k, seed=cfg["seed"], k=k)
             row, extra = _measure(ctx, cands, mixed, tuned, cv_ap, s, top_k)
             row.update({"split": split, "variant": f"ensemble:{combo}"})
             detail[f"{split}/ensemble:{combo}"] = {"members": members, "summary": s, "blend_table": _records(table), **extra}
@@ -190,55 +187,57 @@ def main(argv=None) -> None:
 def _measure(ctx, cands, raw, tuned_ranking, cv_ap, s: dict, top_k: int) -> tuple[dict, dict]:
     """(table row, detail) of one reranker's validation scores: fixed-alpha, tuned, out-of-fold gains, seen/unseen.
 
-    ``cv_ap``: per-pair AP of the tuning done out of fold (06's ``val_ap_out_of_fold``).
+    ``cv_ap``: per-query AP of the tuning done out of fold (06's ``val_ap_out_of_fold``).
     """
-    val = ctx.val_pairs
-    retrieval_ap = per_query_ap(cands, val)
-    groups = val["QuestionId"].to_numpy()
+    val, k = ctx.val_pairs, ctx.k
+    retrieval_ap = per_query_ap(cands, val, k)
+    groups = val["group"].to_numpy()
     fixed = blend(cands, raw, FIXED_ALPHA, top_k)  # the (debiased) model alone, alpha chosen blind
-    fixed_ap = per_query_ap(fixed, val)
+    fixed_ap = per_query_ap(fixed, val, k)
     ci = paired_bootstrap(retrieval_ap, fixed_ap, groups=groups)
     ci_cv = paired_bootstrap(retrieval_ap, cv_ap, groups=groups)
     ci_tuned = s["gain_ci"]  # 06's own interval for its tuned ranking
     by_seen = _by_gold_seen({"retrieval": cands, "reranker": rerank(cands, raw, top_k), "blend": fixed,
-                             "tuned": tuned_ranking}, val, ctx.train_pairs)
+                             "tuned": tuned_ranking}, val, ctx.train_pairs, k)
+    m = f"map@{k}"
     row = {"seed": ctx.config["seed"], "val_pairs": len(val),
-           "retrieval MAP@25": s["retrieval"]["map@25"],
-           "reranker-only MAP@25": s["reranker_only"]["map@25"],
-           "blend MAP@25": s["reranked"]["map@25"], "alpha": s["blend_alpha"],
+           f"retrieval MAP@{k}": s["retrieval"][m],
+           f"reranker-only MAP@{k}": s["reranker_only"][m],
+           f"blend MAP@{k}": s["reranked"][m], "alpha": s["blend_alpha"],
            "prior weight": s.get("item_prior_weight", 0.0),
-           f"blend@{FIXED_ALPHA} MAP@25": float(fixed_ap.mean()),
+           f"blend@{FIXED_ALPHA} MAP@{k}": float(fixed_ap.mean()),
            f"gain@{FIXED_ALPHA} 95% CI": f"{ci['lo']:+.3f} .. {ci['hi']:+.3f}",
            "gain (tuned) 95% CI": f"{ci_tuned['lo']:+.3f} .. {ci_tuned['hi']:+.3f}",
            "gain (cv-tuned)": ci_cv["gain"], "gain (cv-tuned) 95% CI": f"{ci_cv['lo']:+.3f} .. {ci_cv['hi']:+.3f}",
-           "gain (reranker-only)": s["reranker_only"]["map@25"] - s["retrieval"]["map@25"],
-           "gain (blend)": s["reranked"]["map@25"] - s["retrieval"]["map@25"],
-           "R@25": s["reranked"]["recall@25"],
+           "gain (reranker-only)": s["reranker_only"][m] - s["retrieval"][m],
+           "gain (blend)": s["reranked"][m] - s["retrieval"][m],
+           f"R@{k}": s["reranked"][f"recall@{k}"],
            "unseen golds": f"{by_seen['unseen_share']:.0%}",
            "MAP unseen: retr / rerank / blend@0.5 / tuned": " / ".join(
                _fmt(by_seen[k]["unseen"]) for k in ("retrieval", "reranker", "blend", "tuned")),
            "MAP seen: retr / rerank / blend@0.5 / tuned": " / ".join(
                _fmt(by_seen[k]["seen"]) for k in ("retrieval", "reranker", "blend", "tuned"))}
     extra = {"gain_fixed_alpha": ci, "gain_tuned": ci_tuned, "gain_cv_tuned": ci_cv, "by_gold_seen": by_seen,
-             "per_query_ap": {"retrieval": retrieval_ap.tolist(), "tuned": per_query_ap(tuned_ranking, val).tolist(),
+             "per_query_ap": {"retrieval": retrieval_ap.tolist(), "tuned": per_query_ap(tuned_ranking, val, k).tolist(),
                               "cv_tuned": cv_ap.tolist(), "fixed": fixed_ap.tolist()},
-             "val_questions": groups.tolist()}
+             "val_questions": groups.tolist(), "k": k}
     return row, extra
 
 
 def _report(args, row: dict, machine: dict, cfg: dict, data_dir, detail: dict, run_variants: dict, model: str) -> None:
     print(row, flush=True)
-    result = {"machine": machine, "config": cfg, "data_dir": str(data_dir), "runs": detail}
+    result = {"machine": machine, "config": cfg, "data_dir": str(data_dir), "k": int(cfg["submission"]["k"]),
+              "runs": detail}
     write_results(args.out, result, "Cross-encoder variants on real data: retriever vs reranked (validation)",
                   [row], notes=[f"config {args.config}; model {model}; variants: {run_variants}; ensembles: {args.ensembles or '-'}",
-                                f"gain@{FIXED_ALPHA} 95% CI: MAP@25 gain of the blend at the fixed alpha over retrieval, "
+                                f"gain@{FIXED_ALPHA} 95% CI: MAP@k gain of the blend at the fixed alpha over retrieval, "
                                 "bootstrap over validation questions (utils.metrics.paired_bootstrap)",
                                 "gain (cv-tuned): 06's prior weight and alpha tuned on half the validation questions and "
                                 "scored on the other half (2 folds, 5 random deals): the tuned gain without its optimism",
                                 "ensemble:a+b: the members' scores (without prior) z-scored per query and averaged, then "
                                 "blended with retrieval at a tuned alpha",
-                                "MAP unseen / seen: validation pairs whose gold misconception was not / was gold for a "
-                                "training pair; retr = retrieval, rerank = reranker alone, blend at the fixed alpha, tuned = 06's ranking "
+                                "MAP unseen / seen: validation queries none of whose positives was / one of whose "
+                                "positives was a positive of a training query; retr = retrieval, rerank = reranker alone, blend at the fixed alpha, tuned = 06's ranking "
                                 "(alpha and, with a fitted bias, its weight tuned on validation)"])
 
 if __name__ == "__main__":

@@ -1,20 +1,20 @@
-"""One full real-data round without papermill: mine -> fine-tune -> recall -> MAP@25 / Recall@25,
-per validation split; seconds per stage and metrics before (zero-shot) and after the round.
+"""One full real-data round without papermill: mine -> fine-tune -> recall -> MAP@k / Recall@k
+(Eedi: k = 25), per validation split; seconds per stage and metrics before (zero-shot) and after the round.
 
     python benchmarks/bench_round.py                                   # splits v1,v2, 4 epochs
     python benchmarks/bench_round.py --limit 24 --corpus-limit 80 --epochs 1 --split v1   # CPU smoke
 
-Calls the same ``utils.pipeline`` functions the notebooks call, in one process, in a fresh
-run folder per split (so the embedding cache starts empty):
+Calls the same ``utils.stages`` functions the notebooks call, in one process, in a fresh
+run folder per split (so the embedding cache starts empty), on the task's tables (``--task``):
 
-- ``setup``     load_context: read + validate the CSVs, build pairs, make the split;
+- ``setup``     load_context: read + validate the raw files, build the query / corpus tables, make the split;
 - ``zero_shot`` base model: load, encode corpus (cached for mining) + validation queries, top-100, score;
-- ``mine``      pipeline.mine: encode training queries, mine hard negatives, write the jsonl;
-- ``train``     pipeline.train: fine-tune ``--epochs`` epochs, save the model;
+- ``mine``      stages.mine_hn.mine: encode training queries, mine hard negatives, write the jsonl;
+- ``train``     stages.train_embedder.train: fine-tune ``--epochs`` epochs, save the model;
 - ``recall``    fine-tuned model: load, encode corpus + validation queries, top-100, score.
 
 "round" = mine + train + recall (the H100 target, <= 60 s); "total" adds setup and zero_shot.
-This is also the acceptance benchmark "MAP@25 zero-shot vs after one round".
+This is also the acceptance benchmark "MAP@25 zero-shot vs after one round" (Eedi).
 """
 
 from __future__ import annotations
@@ -33,14 +33,20 @@ STAGES = ("setup", "zero_shot", "mine", "train", "recall")
 
 def run_split(split: str, args, model: str, device: str, work: Path) -> dict:
     import pandas as pd
+    import yaml
 
     from utils import stages
-from utils.metrics import evaluate
+    from utils.metrics import evaluate
 
     sec: dict[str, float] = {}
     with Timer(device) as t:
-        ctx = stages.context.load_context(work / split / "round_1", data_dir=args.data_dir or default_data_dir(), split=split,
-                             model=model)
+        config_path = None
+        if args.task != "eedi":  # the task is a config value (data.task)
+            config_path = work / f"{split}_config.yaml"
+            config_path.parent.mkdir(parents=True, exist_ok=True)
+            config_path.write_text(yaml.safe_dump({"data": {"task": args.task}}))
+        ctx = stages.context.load_context(work / split / "round_1", data_dir=args.data_dir or default_data_dir(args.task),
+                                          split=split, config_path=config_path, model=model)
         cfg = ctx.config
         cfg["show_progress"] = False
         cfg["embedder"]["max_length"] = args.max_query_length
@@ -48,18 +54,17 @@ from utils.metrics import evaluate
         cfg["mining"]["n"] = args.n_neg
         cfg["train"].update(epochs=args.epochs, n_negatives=args.n_neg, max_query_length=args.max_query_length,
                             batch_size=args.batch_size)
-        if args.limit:  # smoke runs: first N labelled train pairs, N/4 val pairs, a small corpus
-            lab = ctx.pairs[ctx.pairs["MisconceptionId"].notna()]
+        if args.limit:  # smoke runs: first N labelled train queries, N/4 val queries, a small corpus
+            lab = ctx.pairs[ctx.pairs["positives"].map(len) > 0]
             tr = lab[lab["fold"] == "train"].head(args.limit)
             va = lab[lab["fold"] == "val"].head(max(4, args.limit // 4))
             ctx.pairs = pd.concat([tr, va]).reset_index(drop=True)
-            ctx.comp.misconceptions = subset_corpus(ctx.comp.misconceptions, ctx.pairs["MisconceptionId"],
-                                                    args.corpus_limit)
+            ctx.data.corpus = subset_corpus(ctx.corpus, ctx.pairs["positives"], args.corpus_limit)  # ctx.corpus reads it
         ctx.test_pairs = ctx.test_pairs.iloc[:0]
     sec["setup"] = t.s
-    val = ctx.val_pairs
+    val, k = ctx.val_pairs, ctx.k
     with Timer(device) as t:
-        before = evaluate(stages.ops.rank(ctx, ctx.embedder("base"), val), val)
+        before = evaluate(stages.ops.rank(ctx, ctx.embedder("base"), val), val, k=k)
     sec["zero_shot"] = t.s
     with Timer(device) as t:
         _, mine_stats = stages.mine_hn.mine(ctx)
@@ -68,13 +73,13 @@ from utils.metrics import evaluate
         log = stages.train_embedder.train(ctx)
     sec["train"] = t.s
     with Timer(device) as t:
-        after = evaluate(stages.ops.rank(ctx, ctx.embedder("current"), val), val)
+        after = evaluate(stages.ops.rank(ctx, ctx.embedder("current"), val), val, k=k)
     sec["recall"] = t.s
     sec["round"] = sec["mine"] + sec["train"] + sec["recall"]
     sec["total"] = sum(sec[s] for s in STAGES)
     return {
-        "split": split, "n_train": len(ctx.train_pairs), "n_val": len(val), "n_corpus": len(ctx.misconceptions),
-        "seconds": sec, "before": before, "after": after, "mining": mine_stats,
+        "split": split, "task": args.task, "k": k, "n_train": len(ctx.train_pairs), "n_val": len(val),
+        "n_corpus": len(ctx.corpus), "seconds": sec, "before": before, "after": after, "mining": mine_stats,
         "train_steps": log[-1]["step"] + 1, "final_loss": log[-1]["loss"], "train_texts_per_s": log[-1]["texts_per_s"],
     }
 
@@ -88,11 +93,11 @@ def main(argv=None) -> dict:
     ap.add_argument("--max-query-length", type=int, default=256)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--encode-batch-size", type=int, default=64)
-    ap.add_argument("--corpus-limit", type=int, default=None, help="with --limit: misconceptions kept (golds + random)")
+    ap.add_argument("--corpus-limit", type=int, default=None, help="with --limit: corpus items kept (positives + random)")
     ap.add_argument("--workdir", default=None, help="keep run folders here (default: a temp dir, removed)")
     args = ap.parse_args(argv)
 
-    if args.device == "cpu":  # utils.pipeline picks cuda when it sees one: hide it (before torch looks)
+    if args.device == "cpu":  # utils.stages picks cuda when it sees one: hide it (before torch looks)
         import os
 
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
@@ -112,8 +117,9 @@ def main(argv=None) -> dict:
             print(f"[bench_round] split {s} ...", flush=True)
             r = run_split(s, args, model, device, work)
             per_split.append(r)
+            key = f"map@{r['k']}"
             print(f"[bench_round] {s}: " + ", ".join(f"{k} {v:.1f}s" for k, v in r["seconds"].items())
-                  + f" | MAP@25 {r['before']['map@25']:.4f} -> {r['after']['map@25']:.4f}", flush=True)
+                  + f" | MAP@{r['k']} {r['before'][key]:.4f} -> {r['after'][key]:.4f}", flush=True)
     finally:
         if tmp is not None:
             tmp.cleanup()
@@ -122,15 +128,18 @@ def main(argv=None) -> dict:
         row = {"split": r["split"], "train/val/corpus": f"{r['n_train']}/{r['n_val']}/{r['n_corpus']}",
                "epochs": args.epochs, "steps": r["train_steps"]}
         row.update({f"{k} s": v for k, v in r["seconds"].items()})
-        row.update({"MAP@25 zero-shot": r["before"]["map@25"], "MAP@25 after": r["after"]["map@25"],
-                    "R@25 zero-shot": r["before"]["recall@25"], "R@25 after": r["after"]["recall@25"]})
+        k = r["k"]
+        row.update({f"MAP@{k} zero-shot": r["before"][f"map@{k}"], f"MAP@{k} after": r["after"][f"map@{k}"],
+                    f"R@{k} zero-shot": r["before"][f"recall@{k}"], f"R@{k} after": r["after"][f"recall@{k}"]})
+        if args.task != "eedi":
+            row["task"] = args.task
         rows.append(row)
     result = {"benchmark": "round", "machine": machine_info(device), "model": model, "args": vars(args),
-              "stages": list(STAGES), "splits": per_split,
+              "task": args.task, "stages": list(STAGES), "splits": per_split,
               "target": "round (mine + train + recall) <= 60 s on H100 on the full data; MAP@25 after > zero-shot"}
     notes = ["round s = mine + train + recall; total s adds setup (data, split) and zero_shot (base model scoring)"]
     if args.limit:
-        notes.append(f"smoke subset: --limit {args.limit} (train pairs; val = limit/4), --corpus-limit {args.corpus_limit}")
+        notes.append(f"smoke subset: --limit {args.limit} (train queries; val = limit/4), --corpus-limit {args.corpus_limit}")
     md = write_results(args.out, result, "One real-data round: mine -> fine-tune -> recall", rows, notes)
     print(f"wrote {args.out} and {md}")
     return result

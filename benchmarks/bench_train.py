@@ -7,7 +7,7 @@ MultipleNegativesRankingLoss.
 
 Same settings for all three: batch 32 queries, group 1 positive + 15 mined negatives (16), query
 max length 256, passage max length 64 (sentence-transformers has one ``max_seq_length``: 256;
-misconception names are shorter than 64 tokens anyway), temperature 0.05 (MNRL scale 20), lr
+Eedi's misconception names are shorter than 64 tokens anyway), temperature 0.05 (MNRL scale 20), lr
 5e-5, warm-up 10 %, weight decay 0.01, bf16 autocast on GPU / fp32 on CPU, one epoch over the
 same records, truncated to a multiple of the batch (and to ``--max-steps`` batches), so every
 trainer takes the same number of steps. In-batch negatives are on in all three.
@@ -44,23 +44,25 @@ RUNNERS = ("ours", "flag", "st")
 
 
 def mine_records(args, model: str, device: str) -> list[dict]:
-    """Hard negatives with utils (as notebook 01 does), base model, all labelled pairs (or --limit)."""
-    import numpy as np
+    """Hard negatives with utils (as notebook 01 does), base model, all labelled queries (or --limit).
 
+    A record lists every positive of its query (``pos``); ours and FlagEmbedding draw one per step,
+    the sentence-transformers trainer takes the first (the same for Eedi: one positive per query).
+    """
     from utils.retrieval.embed import Embedder
     from utils.retrieval.mining import mine_hard_negatives, to_flag_records
 
-    comp, _, labelled = load_data(args.data_dir)
+    data, _, labelled = load_data(args.data_dir, args.task)
     if args.limit:
         labelled = labelled.iloc[: args.limit].reset_index(drop=True)
-    mis = subset_corpus(comp.misconceptions, labelled["MisconceptionId"], args.corpus_limit)
+    corpus = subset_corpus(data.corpus, labelled["positives"], args.corpus_limit)
     emb = Embedder(model, device=device, pooling="mean", normalize=True, max_length=args.max_query_length)
     q = emb.encode(labelled["query_text"].tolist(), batch_size=64, show_progress=False)
-    c = emb.encode(mis["MisconceptionName"].tolist(), batch_size=64, show_progress=False)
-    row_of = {int(m): i for i, m in enumerate(mis["MisconceptionId"].astype(int))}
-    pos = np.array([row_of[int(m)] for m in labelled["MisconceptionId"]])
-    negs, ns, ps = mine_hard_negatives(q, c, pos, 2, min(100, len(mis)), args.n_neg)
-    return to_flag_records(labelled, mis, negs, ns, ps)
+    c = emb.encode(corpus["item_text"].tolist(), batch_size=64, show_progress=False)
+    row_of = {int(m): i for i, m in enumerate(corpus["item_id"].astype(int))}
+    pos = [[row_of[int(m)] for m in p] for p in labelled["positives"]]
+    negs, ns, ps = mine_hard_negatives(q, c, pos, 2, min(100, len(corpus)), args.n_neg)
+    return to_flag_records(labelled, corpus, negs, ns, ps)
 
 
 def _has_warmup_ratio() -> bool:
@@ -175,7 +177,7 @@ def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_common_args(ap, "bench_train")
     ap.add_argument("--train-jsonl", default=None, help="FlagEmbedding-format jsonl (default: mine one with utils)")
-    ap.add_argument("--corpus-limit", type=int, default=None, help="misconceptions used when mining (default all)")
+    ap.add_argument("--corpus-limit", type=int, default=None, help="corpus items used when mining (default all)")
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--n-neg", type=int, default=15, help="negatives per query (group size = n + 1)")
     ap.add_argument("--max-query-length", type=int, default=256)
@@ -188,7 +190,7 @@ def main(argv=None) -> dict:
     args = ap.parse_args(argv)
 
     from utils.io import read_jsonl, write_jsonl
-    from utils.retrieval.train_embedder import TrainConfig
+    from utils.config import TrainConfig
 
     device = pick_device(args.device)
     gpu = device.startswith("cuda")
@@ -276,11 +278,13 @@ def main(argv=None) -> dict:
                "train s": res["train_seconds"], "wall s": res["wall_seconds"],
                "steps/s": res["steps_per_s"], "texts/s": res["texts_per_s"],
                "peak GPU GiB": gib(res["max_memory_allocated"])}
+        if args.task != "eedi":
+            row["task"] = args.task
         if "ours" in results and r != "ours":
             row["ours/peer texts/s"] = ratio(results["ours"]["texts_per_s"], res["texts_per_s"])
         rows.append(row)
     result = {
-        "benchmark": "train", "machine": machine_info(device), "model": model, "args": vars(args),
+        "benchmark": "train", "machine": machine_info(device), "model": model, "args": vars(args), "task": args.task,
         "train_config": {k: v for k, v in vars(cfg).items() if k != "extra"},
         "n_records": len(records), "steps_expected": steps_expected, "mining_seconds": t_mine,
         "texts_per_step": texts_per_step,

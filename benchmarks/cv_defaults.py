@@ -8,6 +8,8 @@ Each variant is configs/gpu.yaml (or --config) with the overrides in VARIANTS be
 compared paired against the first variant (``utils.run.cv.compare``). Writes, per variant,
 ``cv_<variant>.json`` (the CV report, choices and seconds per fold) and ``cv_pairs_<variant>.parquet``,
 and ``cv_defaults.md`` (the comparison): under --results (default benchmarks/results/cv_defaults/).
+``cv_pairs`` files saved before the task contract (columns ``QuestionId_Answer`` / ``QuestionId``) are
+read as ``query_id`` / ``group``.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -40,6 +43,8 @@ VARIANTS: dict[str, dict] = {
     "init_previous_2ep": {"train": {"init": "previous", "epochs": 2}, "notebooks": RETRIEVAL},
     "init_previous_lr2e-5": {"train": {"init": "previous", "lr": 2.0e-5}, "notebooks": RETRIEVAL},
 }
+# cv_pairs.parquet columns before the task contract (utils/tasks/base.py) -> now
+LEGACY_COLUMNS = {"QuestionId_Answer": "query_id", "QuestionId": "group"}
 
 
 def _device() -> str:
@@ -69,10 +74,10 @@ def main(argv=None) -> None:
         return _report({n: Path(args.results) / f"cv_pairs_{n}.parquet" for n in names}, Path(args.results),
                        f"cv_defaults_{'_vs_'.join(names[1:])}_vs_{names[0]}.md")
 
-    data = Path(args.data_dir) if args.data_dir else default_data_dir()
     carried = DEVICE_BUNDLE / "minilm"
     model = args.model or (str(carried) if (carried / "config.json").exists() else None)
     base = yaml.safe_load((ROOT / args.config).read_text()) if args.config else {}
+    data = Path(args.data_dir) if args.data_dir else default_data_dir((base.get("data") or {}).get("task", "eedi"))
     results, runs = Path(args.results), {}
     results.mkdir(parents=True, exist_ok=True)
     folds = [int(x) for x in args.folds.split(",")] if args.folds else None
@@ -98,17 +103,50 @@ def main(argv=None) -> None:
         _report(runs, results, "cv_defaults.md")
 
 
+def _pairs_path(run) -> Path:
+    return Path(run) if str(run).endswith(".parquet") else Path(run) / "cv_pairs.parquet"
+
+
+def _metric_k(runs: dict, results: Path) -> int:
+    """MAP@k cut-off of the runs: from a run folder's config, else a saved ``cv_<name>.json``, else Eedi's 25."""
+    from utils.run.cv import fold_dirs, metric_k
+
+    for name, run in runs.items():
+        if Path(run).is_dir() and fold_dirs(run):
+            return metric_k(fold_dirs(run))
+        saved = results / f"cv_{name}.json"
+        if saved.exists():
+            return int((json.loads(saved.read_text()).get("cv") or {}).get("k") or 25)
+    return 25
+
+
+def _contract_pairs(runs: dict, tmp: Path) -> dict:
+    """``runs`` with every ``cv_pairs`` file saved before the task contract rewritten under ``tmp`` with its names."""
+    out = {}
+    for name, run in runs.items():
+        path = _pairs_path(run)
+        if path.exists():
+            df = pd.read_parquet(path)
+            if set(LEGACY_COLUMNS) & set(df.columns):
+                path = tmp / f"cv_pairs_{name}.parquet"
+                df.rename(columns=LEGACY_COLUMNS).to_parquet(path)
+                run = path
+        out[name] = run
+    return out
+
+
 def _report(runs: dict, results: Path, name: str) -> None:
-    from utils.run.cv import compare
+    from utils.run.cv import compare, stage_gains
 
-    from utils.run.cv import stage_gains
-
-    table = compare(runs)
-    within = "".join(f"\n## `{n}`: stages and their paired gain over retrieval\n\n"
-                     + stage_gains(pd.read_parquet(p if str(p).endswith(".parquet") else Path(p) / "cv_pairs.parquet"))
-                     .to_markdown(index=False, floatfmt=".4f") + "\n" for n, p in runs.items())
+    k = _metric_k(runs, results)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = _contract_pairs(runs, Path(tmp))
+        table = compare(runs)
+        within = "".join(f"\n## `{n}`: stages and their paired gain over retrieval\n\n"
+                         + stage_gains(pd.read_parquet(_pairs_path(p)), k).to_markdown(index=False, floatfmt=".4f") + "\n"
+                         for n, p in runs.items())
     md = (f"# CV of configs/gpu.yaml variants: {', '.join(runs)}\n\n"
-          f"Pooled out-of-fold MAP@25 / Recall@25 on the pairs every variant scored; differences against "
+          f"Pooled out-of-fold MAP@{k} / Recall@{k} on the pairs every variant scored; differences against "
           f"`{next(iter(runs))}` with a 95% paired bootstrap over questions (benchmarks/cv_defaults.py).\n\n"
           + table.to_markdown(index=False, floatfmt=".4f") + "\n" + within)
     (results / name).write_text(md)

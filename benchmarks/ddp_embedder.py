@@ -47,7 +47,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from utils.io import write_jsonl
-    from utils.retrieval.train_embedder import TrainConfig, train_distributed
+    from utils.config import TrainConfig
+    from utils.retrieval.train_embedder import train_distributed
 
     from _common import use_cuda
 

@@ -50,32 +50,34 @@ def param_count(args, vocab: int) -> int:
 
 
 def synthetic_records(n: int, pad_words: int, icl_k: int, n_neg: int = 15, seed: int = 0) -> list[dict]:
-    """FlagEmbedding records from tests/tiny_models.synthetic_eedi, questions padded, ICL queries."""
+    """FlagEmbedding records from tests/tiny_models.synthetic_task, questions padded, ICL queries."""
     import numpy as np
     import pandas as pd
 
-    from tiny_models import synthetic_eedi
+    from tiny_models import synthetic_task
     from utils.retrieval.icl import with_icl_queries
     from utils.retrieval.mining import to_flag_records
 
-    pairs, mis, _ = synthetic_eedi(seed=seed)
+    pairs, mis, _ = synthetic_task(seed=seed)
     filler = " ".join(["the student works out the value of the number"] * max(1, pad_words // 9))
     reps = -(-n // len(pairs))
     blocks = []
     for r in range(reps):
         p = pairs.copy()
-        p["QuestionId"] = p["QuestionId"] + r * len(pairs)
-        p["QuestionId_Answer"] = p["QuestionId"].astype(str) + "_B"
+        p["group"] = p["group"] + r * len(pairs)
+        p["query_id"] = p["group"].astype(str) + "_B"
         p["query_text"] = p["query_text"] + " " + filler
         blocks.append(p)
     pairs = pd.concat(blocks, ignore_index=True).iloc[:n]
     if icl_k:
         pairs = with_icl_queries(pairs, pairs, mis, k=icl_k, seed=seed)
     rng = np.random.default_rng(seed)
-    n_neg = min(n_neg, len(mis) - 1)
-    row = {m: i for i, m in enumerate(mis["MisconceptionId"])}
-    negs = [rng.choice([j for j in range(len(mis)) if j != row[m]], n_neg, replace=False).tolist()
-            for m in pairs["MisconceptionId"]]
+    n_neg = min(n_neg, len(mis) - max(map(len, pairs["positives"])))
+    row = {int(m): i for i, m in enumerate(mis["item_id"])}
+    negs = []
+    for pos in pairs["positives"]:  # random items that are none of the query's positives
+        banned = {row[int(m)] for m in pos}
+        negs.append(rng.choice([j for j in range(len(mis)) if j not in banned], n_neg, replace=False).tolist())
     return to_flag_records(pairs, mis, negs, [rng.normal(size=n_neg).tolist() for _ in negs],
                            rng.normal(size=len(pairs)) + 1.0)
 
@@ -91,9 +93,9 @@ class TokenCounter:
         self.total = 0
         orig = Embedder.forward
 
-        def counting(emb, batch):
+        def counting(emb, batch, *args, **kwargs):  # e.g. encode's padded=...
             self.total += int(batch["attention_mask"].sum())
-            return orig(emb, batch)
+            return orig(emb, batch, *args, **kwargs)
 
         self._patch = mock.patch.object(Embedder, "forward", counting)
         self._patch.__enter__()
@@ -124,7 +126,8 @@ def main(argv: list[str] | None = None) -> dict:
     import torch
 
     from utils.retrieval.embed import Embedder
-    from utils.retrieval.train_embedder import TrainConfig, train_embedder
+    from utils.config import TrainConfig
+    from utils.retrieval.train_embedder import train_embedder
 
     from _common import use_cuda
 

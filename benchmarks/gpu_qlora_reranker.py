@@ -24,25 +24,25 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
 
 def synthetic_train(n_queries: int, n_negatives: int, pad_words: int, seed: int = 0):
-    """(train_df, candidate_df) from tests/tiny_models.synthetic_eedi, question text padded to realistic length."""
+    """(train_df, candidate_df) from tests/tiny_models.synthetic_task, question text padded to realistic length."""
     import pandas as pd
 
-    from tiny_models import synthetic_eedi
+    from tiny_models import synthetic_task
     from utils.rerank.data import build_rerank_candidates, build_rerank_train
 
-    pairs, mis, cands = synthetic_eedi(seed=seed)
+    pairs, mis, cands = synthetic_task(seed=seed)
     reps = -(-n_queries // len(pairs))
     filler = " ".join(["the student works out the value of the number"] * (pad_words // 9))
     blocks = []
     for r in range(reps):
         p = pairs.copy()
-        p["QuestionId_Answer"] = p["QuestionId_Answer"] + f"_{r}"
+        p["query_id"] = p["query_id"] + f"_{r}"
         p["QuestionText"] = p["QuestionText"] + " " + filler
         p["query_text"] = p["query_text"] + " " + filler
         blocks.append(p)
     pairs = pd.concat(blocks, ignore_index=True).iloc[:n_queries]
-    cands = pd.concat([cands.assign(QuestionId_Answer=cands["QuestionId_Answer"] + f"_{r}") for r in range(reps)])
-    cands = cands[cands["QuestionId_Answer"].isin(pairs["QuestionId_Answer"])]
+    cands = pd.concat([cands.assign(query_id=cands["query_id"] + f"_{r}") for r in range(reps)])
+    cands = cands[cands["query_id"].isin(pairs["query_id"])]
     train = build_rerank_train(cands, pairs, mis, n_negatives=n_negatives, top_k=len(mis), seed=seed)
     head = build_rerank_candidates(cands, pairs, mis, top_k=len(mis))
     return train, head
@@ -106,7 +106,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Score with a fresh 4-bit load of base + adapter (what inference does), twice: timed, then reload check.
     model, tok2, _ = lr.load_llm_reranker(out, load_in_4bit=cuda)
-    n_tokens = sum(len(lr.encode_prompt(tok2, lr.query_block(r), lr.pointwise_tail(r["MisconceptionName"]),
+    n_tokens = sum(len(lr.encode_prompt(tok2, lr.query_block(r), lr.pointwise_tail(r["item_text"]),
                                         args.max_length)) for r in head.to_dict("records"))
     if cuda:
         torch.cuda.synchronize()

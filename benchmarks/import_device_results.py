@@ -24,13 +24,14 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("json", nargs="+")
     ap.add_argument("--as", dest="name", default=None, help="target result name (default: the file's own)")
+    ap.add_argument("--results", type=Path, default=RESULTS, help="results folder to fold into (default benchmarks/results)")
     args = ap.parse_args(argv)
     for src in map(Path, args.json):
         name = args.name or src.stem
         hist_src = src.with_name(src.stem + ".history.jsonl")
         md_src = src.with_suffix(".md")
-        target = RESULTS / f"{name}.json"
-        with open(RESULTS / f"{name}.history.jsonl", "a") as f:
+        target = args.results / f"{name}.json"
+        with open(args.results / f"{name}.history.jsonl", "a") as f:
             f.write(hist_src.read_text())
         shutil.copyfile(src, target)
         text = md_src.read_text() if md_src.exists() else ""

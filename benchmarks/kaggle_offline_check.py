@@ -53,6 +53,7 @@ def main() -> int:
     ap.add_argument("--python-version", default=f"{sys.version_info.major}.{sys.version_info.minor}")
     ap.add_argument("--old-transformers", default="4.57.1")
     ap.add_argument("--old-st", default="4.1.0")
+    ap.add_argument("--result", type=Path, default=RESULT, help="markdown report (default benchmarks/results/kaggle_offline_check.md)")
     args = ap.parse_args()
     from utils.config import SAMPLE_DATA_DIR, dump_config, load_config
     from utils.retrieval.embed import Embedder, resolve_model
@@ -124,9 +125,9 @@ def main() -> int:
         f"| submission equal to the reference | {same} |", "",
         "## Log", "", "```", *log, "```", "",
     ]
-    RESULT.parent.mkdir(parents=True, exist_ok=True)
-    RESULT.write_text("\n".join(lines))
-    print(f"wrote {RESULT}")
+    args.result.parent.mkdir(parents=True, exist_ok=True)
+    args.result.write_text("\n".join(lines))
+    print(f"wrote {args.result}")
     return 0 if same else 1
 
 

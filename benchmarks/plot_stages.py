@@ -51,8 +51,9 @@ def main(argv=None) -> Path:
         ax.bar(x, vals, bottom=bottom, label=st, color=colors(k), width=0.6)
         bottom = [b + v for b, v in zip(bottom, vals)]
     for i, s in enumerate(splits):
-        ax.text(i, bottom[i], f"round {s['seconds']['round']:.1f}s\nMAP {s['before']['map@25']:.3f}"
-                f"→{s['after']['map@25']:.3f}", ha="center", va="bottom", fontsize=8)
+        key = _map_key(s)
+        ax.text(i, bottom[i], f"round {s['seconds']['round']:.1f}s\nMAP {s['before'][key]:.3f}"
+                f"→{s['after'][key]:.3f}", ha="center", va="bottom", fontsize=8)
     if m.get("gpu"):
         ax.axhline(60, ls="--", color="grey", lw=1)
         ax.text(len(splits) - 0.5, 60, "60 s target (round)", ha="right", va="bottom", fontsize=7, color="grey")
@@ -69,6 +70,13 @@ def main(argv=None) -> Path:
     fig.savefig(out, dpi=120)
     print(f"wrote {out}")
     return out
+
+
+def _map_key(split: dict) -> str:
+    """The MAP@k key of one split's metrics: ``map@<k>`` with the run's k (results before ``k`` was saved: map@25)."""
+    if "k" in split:
+        return f"map@{split['k']}"
+    return next((key for key in split["before"] if key.startswith("map@")), "map@25")
 
 
 def plot_run_timings(out_dir: Path, png: Path, budget_s: float = 600.0) -> Path:

@@ -2,8 +2,8 @@
 
 One run's bootstrap interval covers only the noise of its validation questions; a verdict such
 as "reranking beats retrieval on v2" should also hold across splits. This reads the per-pair AP
-that ``bench_rerank.py`` saves, and reports per (split, variant) the mean over seeds of the MAP@25
-gain over retrieval, with a stratified bootstrap interval (questions resampled within each seed,
+that ``bench_rerank.py`` saves, and reports per (split, variant) the mean over seeds of the MAP@k
+(Eedi: MAP@25) gain over retrieval, with a stratified bootstrap interval (questions resampled within each seed,
 the seeds' gains averaged), for the fixed-alpha blend, 06's tuned ranking and its out-of-fold
 (cv-tuned) estimate.
 
@@ -47,8 +47,10 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default=str(RESULTS / "bench_rerank_pooled.md"))
     args = ap.parse_args(argv)
     grouped: dict[tuple[str, str], list[dict]] = {}
+    ks: set[int] = set()
     for path in args.json:
         result = json.loads(Path(path).read_text())
+        ks.add(int(result.get("k", 25)))  # results written before bench_rerank saved k: Eedi's MAP@25
         for key, run in result["runs"].items():
             if "per_query_ap" not in run:
                 continue  # written before bench_rerank saved per-pair AP
@@ -56,11 +58,14 @@ def main(argv=None) -> None:
             grouped.setdefault((split, variant), []).append({**run, "seed": result["config"]["seed"]})
     if not grouped:
         raise SystemExit("no run with per-pair AP in the given files")
+    if len(ks) > 1:
+        raise SystemExit(f"the files score different cut-offs (MAP@{sorted(ks)}): pool one task at a time")
+    k = ks.pop()
     lines = ["# Reranking gain pooled over seeds (splits and training draws)", "",
              "Written by `benchmarks/pool_rerank_seeds.py` from per-seed `bench_rerank.py` results "
-             f"({', '.join(Path(p).name for p in args.json)}). Gain = MAP@25 of the system minus the retriever's, "
+             f"({', '.join(Path(p).name for p in args.json)}). Gain = MAP@{k} of the system minus the retriever's, "
              "mean over seeds; interval: 95% bootstrap over validation questions within each seed.", "",
-             "| split | variant | seeds | retrieval MAP@25 | " + " | ".join(
+             f"| split | variant | seeds | retrieval MAP@{k} | " + " | ".join(
                  f"gain {s} (95% CI) [per seed]" for s in SYSTEMS) + " |",
              "|---|---|---|---|" + "---|" * len(SYSTEMS)]
     for (split, variant), runs in sorted(grouped.items()):

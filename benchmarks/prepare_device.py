@@ -42,7 +42,9 @@ RUNNER_WHEELS = ["papermill==2.7.0", "nbclient==0.11.0", "nbformat==5.11.1", "ju
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--data-dir", default=None, help="Eedi folder to copy (default: the one benchmarks/_common.py finds)")
+    ap.add_argument("--dest", type=Path, default=DEVICE_BUNDLE,
+                    help="bundle folder (default .cache/bench; the scripts look there, so change it only to test)")
     ap.add_argument("--wheels", action="store_true", help="also download the peers' wheels into .whl/ (PyPI)")
     ap.add_argument("--runner-wheels", action="store_true",
                     help="also download what the notebook runner needs (papermill, ipykernel, ...) into .whl/")
@@ -54,7 +56,7 @@ def main(argv=None) -> None:
     from utils.retrieval.embed import resolve_model
 
     src = Path(resolve_model(None))
-    dst = DEVICE_BUNDLE / "minilm"
+    dst = args.dest / "minilm"
     if dst.exists():
         shutil.rmtree(dst)
     dst.mkdir(parents=True)
@@ -73,7 +75,7 @@ def main(argv=None) -> None:
     (dst / "config.json").write_text(json.dumps(cfg, indent=2))
 
     data_src = Path(args.data_dir) if args.data_dir else default_data_dir()
-    data_dst = DEVICE_BUNDLE / "eedi"
+    data_dst = args.dest / "eedi"
     data_dst.mkdir(parents=True, exist_ok=True)
     for name in ("train.csv", "misconception_mapping.csv", "test.csv", "sample_submission.csv"):
         if (data_src / name).exists():
@@ -85,7 +87,7 @@ def main(argv=None) -> None:
 
         download_wheels(wanted, cache=ROOT / ".whl", python_version="3.12")  # the GPU image's Python
 
-    size = sum(f.stat().st_size for f in DEVICE_BUNDLE.rglob("*") if f.is_file())
+    size = sum(f.stat().st_size for f in args.dest.rglob("*") if f.is_file())
     if (ROOT / ".whl").exists():
         size += sum(f.stat().st_size for f in (ROOT / ".whl").rglob("*") if f.is_file())
     print(f"model  -> {dst}\ndata   -> {data_dst} (from {data_src})")

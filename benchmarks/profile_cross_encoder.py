@@ -1,7 +1,7 @@
 """Where a cross-encoder training step (utils.rerank.cross_encoder, listwise) spends its time.
 
-Real Eedi pairs, groups of 1 gold + 15 random misconceptions (the lengths matter here, not the
-hardness), batch 32 groups = 512 pairs, the config's max_length. Phases, with CUDA syncs:
+Real Eedi queries (the task's tables), groups of 1 positive + 15 random other corpus items (the
+lengths matter here, not the hardness), batch 32 groups = 512 pairs, the config's max_length. Phases, with CUDA syncs:
 tokenising a step's pairs, forward + backward of pre-tokenised pairs (bf16 autocast, fp32
 weights), and whole steps of the sentence-transformers trainer as 05 runs it.
 
@@ -24,24 +24,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import RESULTS, default_data_dir, machine_info, resolve_model_arg, sync, write_results  # noqa: E402
 
 from utils.rerank.cross_encoder import _group_ce_loss, load_cross_encoder, train_cross_encoder  # noqa: E402
-from utils.tasks.eedi import load_competition, to_pairs  # noqa: E402
+from utils.tasks import get_task  # noqa: E402
 
 
-def groups_frame(n_groups: int, n_neg: int, seed: int = 0) -> pd.DataFrame:
-    """``build_rerank_train``-shaped rows: gold first, then random other misconceptions."""
-    comp = load_competition(default_data_dir())
-    pairs = to_pairs(comp.train)
-    pairs = pairs[pairs["MisconceptionId"].notna()].reset_index(drop=True).head(n_groups)
-    names = dict(zip(comp.misconceptions["MisconceptionId"].astype(int), comp.misconceptions["MisconceptionName"]))
+def groups_frame(n_groups: int, n_neg: int, seed: int = 0, data_dir=None, task: str = "eedi") -> pd.DataFrame:
+    """``build_rerank_train``-shaped rows (``group``, ``query_id``, ``query_text``, ``item_id``, ``item_text``,
+    ``label``): the query's first positive, then random items that are none of its positives."""
+    data = get_task(task).load(Path(data_dir) if data_dir else default_data_dir(task))
+    queries = data.queries[data.queries["positives"].map(len) > 0].reset_index(drop=True).head(n_groups)
+    names = dict(zip(data.corpus["item_id"].astype(int), data.corpus["item_text"]))
     ids = np.array(list(names))
     rng = np.random.default_rng(seed)
     rows = []
-    for g, r in enumerate(pairs.itertuples()):
-        gold = int(r.MisconceptionId)
-        negs = [int(x) for x in rng.choice(ids[ids != gold], n_neg, replace=False)]
-        rows += [(g, r.QuestionId_Answer, r.query_text, m, names[m], int(m == gold)) for m in [gold] + negs]
-    return pd.DataFrame(rows, columns=["group", "QuestionId_Answer", "query_text", "MisconceptionId",
-                                       "MisconceptionName", "label"])
+    for g, r in enumerate(queries.itertuples()):
+        positives = [int(p) for p in r.positives]
+        gold = positives[0]
+        negs = [int(x) for x in rng.choice(ids[~np.isin(ids, positives)], n_neg, replace=False)]
+        rows += [(g, r.query_id, r.query_text, m, names[m], int(m == gold)) for m in [gold] + negs]
+    return pd.DataFrame(rows, columns=["group", "query_id", "query_text", "item_id", "item_text", "label"])
 
 
 def main(argv=None) -> None:
@@ -50,13 +50,18 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-groups", type=int, default=32)
     ap.add_argument("--negatives", type=int, default=15)
     ap.add_argument("--max-length", type=int, default=320)
+    ap.add_argument("--task", default="eedi", help="task whose tables are used (utils.tasks)")
+    ap.add_argument("--data-dir", default=None, help="default: the Eedi data benchmarks/_common.py finds, "
+                                                       "another task's bundled sample")
+    ap.add_argument("--model", default=None, help="cross-encoder init (default: bundled all-MiniLM-L6-v2)")
     ap.add_argument("--out", default=str(RESULTS / "profile_cross_encoder.json"))
     args = ap.parse_args(argv)
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    df = groups_frame(args.steps * args.batch_groups, args.negatives)
+    model = resolve_model_arg(args.model)
+    df = groups_frame(args.steps * args.batch_groups, args.negatives, data_dir=args.data_dir, task=args.task)
     first = df[df["group"] < args.batch_groups]
-    pairs = list(zip(first["query_text"], first["MisconceptionName"]))
-    ce = load_cross_encoder(resolve_model_arg(None), max_length=args.max_length, device=device, for_training=True)
+    pairs = list(zip(first["query_text"], first["item_text"]))
+    ce = load_cross_encoder(model, max_length=args.max_length, device=device, for_training=True)
 
     t0 = time.perf_counter()
     for _ in range(5):
@@ -85,7 +90,7 @@ def main(argv=None) -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        train_cross_encoder(df, resolve_model_arg(None), Path(tmp) / "ce", epochs=1, lr=1e-4, batch_size=args.batch_groups,
+        train_cross_encoder(df, model, Path(tmp) / "ce", epochs=1, lr=1e-4, batch_size=args.batch_groups,
                             max_length=args.max_length, loss="listwise", seed=0, logging_steps=1000)
         t_trainer = (time.perf_counter() - t0) / args.steps  # includes model load and save, spread over steps
     assert _group_ce_loss  # the loss the trainer steps use (imported so a rename breaks this script loudly)

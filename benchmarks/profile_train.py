@@ -2,6 +2,9 @@
 CUDA syncs, then torch.profiler's top operators. Used to find why a trainer is slower than a peer.
 
     python benchmarks/profile_train.py --steps 30
+
+Records: every labelled query of the task's tables (``--task``, default eedi) with all its positives
+and 15 random items that are none of them (the lengths matter here, not the hardness).
 """
 
 from __future__ import annotations
@@ -15,29 +18,40 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import default_data_dir, resolve_model_arg  # noqa: E402
+from _common import default_data_dir, load_data, resolve_model_arg  # noqa: E402
 
-from utils.tasks.eedi import load_competition, to_pairs  # noqa: E402
-from utils.retrieval.train_embedder import TrainConfig, backward_step, load_for_training, make_batch  # noqa: E402
+from utils.config import TrainConfig  # noqa: E402
+from utils.retrieval.train_embedder import backward_step, load_for_training, make_batch  # noqa: E402
+
+
+def build_records(data_dir=None, task: str = "eedi", n_neg: int = 15, seed: int = 0) -> list[dict]:
+    """FlagEmbedding-style records of every labelled query: all its positives, ``n_neg`` random other items."""
+    data, _, labelled = load_data(data_dir or default_data_dir(task), task)
+    names = dict(zip(data.corpus["item_id"].astype(int), data.corpus["item_text"]))
+    ids = np.array(list(names))
+    rng = np.random.default_rng(seed)
+    recs = []
+    for r in labelled.itertuples():
+        pos = [int(p) for p in r.positives]
+        negs = [int(x) for x in rng.choice(ids[~np.isin(ids, pos)], n_neg, replace=False)]
+        recs.append({"query": r.query_text, "pos": [names[p] for p in pos], "neg": [names[n] for n in negs],
+                     "pos_ids": pos, "neg_ids": negs})
+    return recs
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser()
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--task", default="eedi")
+    ap.add_argument("--data-dir", default=None)
+    ap.add_argument("--model", default=None, help="default: bundled all-MiniLM-L6-v2")
     args = ap.parse_args()
-    comp = load_competition(default_data_dir())
-    pairs = to_pairs(comp.train)
-    pairs = pairs[pairs.MisconceptionId.notna()].reset_index(drop=True)
-    names = dict(zip(comp.misconceptions.MisconceptionId, comp.misconceptions.MisconceptionName))
-    ids = list(names)
+    recs = build_records(args.data_dir, args.task)
     rng = np.random.default_rng(0)
-    recs = []
-    for r in pairs.itertuples():
-        negs = [int(x) for x in rng.choice(ids, 15, replace=False) if x != r.MisconceptionId][:15]
-        recs.append({"query": r.query_text, "pos": [names[int(r.MisconceptionId)]], "neg": [names[n] for n in negs],
-                     "pos_ids": [int(r.MisconceptionId)], "neg_ids": negs})
-    cfg = TrainConfig(batch_size=32, n_negatives=15, max_query_length=256, max_passage_length=64)
-    emb = load_for_training(resolve_model_arg(None), cfg, "cuda")
+    # lr as before TrainConfig moved to utils.config (its default is now the CPU config's 1e-4; the optimizer
+    # below sets its own lr anyway)
+    cfg = TrainConfig(batch_size=32, n_negatives=15, max_query_length=256, max_passage_length=64, lr=5e-5)
+    emb = load_for_training(resolve_model_arg(args.model), cfg, "cuda")
     emb.model.train()
     params = [p for p in emb.model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=5e-5, fused=True)

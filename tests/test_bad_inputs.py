@@ -13,7 +13,7 @@ import pytest
 
 from utils import io
 from utils.config import SAMPLE_DATA_DIR
-from utils.tasks.eedi import LABEL_COLUMNS, DataError, load_competition, to_pairs
+from utils.tasks.eedi import LABEL_COLUMNS, TASK, DataError, load_competition, queries_of, to_pairs
 from utils.retrieval.embed import resolve_model
 
 
@@ -97,6 +97,7 @@ def test_sample_and_tiny_data_load_without_overlap_warning(tiny_data):
     for data_dir in (SAMPLE_DATA_DIR, tiny_data):
         comp = _no_overlap_warning(data_dir)
         assert to_pairs(comp.train)["MisconceptionId"].notna().any()
+        assert (queries_of(comp.train)["positives"].map(len) > 0).any()
 
 
 # -- 4. a training file without labels ---------------------------------------------------
@@ -131,6 +132,8 @@ def test_one_label_is_enough_and_test_needs_none(data_copy):
     _edit(data_copy / "train.csv", f)
     comp = load_competition(data_copy)
     assert to_pairs(comp.train)["MisconceptionId"].notna().sum() == 1
+    positives = TASK.load(data_copy).queries["positives"]
+    assert (positives.map(len) > 0).sum() == 1 and (known,) in positives.tolist()
     assert not any(c in comp.test.columns for c in LABEL_COLUMNS)
 
 

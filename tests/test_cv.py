@@ -15,47 +15,54 @@ from conftest import TINY_CONFIG
 
 from utils.run import cv
 from utils.config import REPO_ROOT, SAMPLE_DATA_DIR, dump_config, load_config
-from utils.tasks.eedi import load_competition, to_pairs
+from utils.tasks import get_task
 from utils.fusion import per_pair_ap, tune_weights, weight_grid
 from utils.io import write_parquet, write_text
 from utils.run.runner import untuned_fallbacks
-from utils.splits import cv_folds, make_split, unseen_share
+from utils.splits import cv_folds, make_split, query_groups, unseen_share
 
 
 @pytest.fixture(scope="module")
-def comp():
-    return load_competition(SAMPLE_DATA_DIR)
+def data():
+    return get_task("eedi").load(SAMPLE_DATA_DIR)
+
+
+@pytest.fixture(scope="module")
+def groups(data):
+    """One row per question (the Eedi query group), what splits deal."""
+    return query_groups(data.queries)
 
 
 @pytest.mark.parametrize("scheme", ["v1", "v2"])
-def test_cv_folds_put_every_question_in_one_fold(comp, scheme):
-    folds = cv_folds(comp.train, scheme, n_folds=4, seed=3)
-    assert folds.shape == (len(comp.train),) and set(folds) == {0, 1, 2, 3}
-    np.testing.assert_array_equal(folds, cv_folds(comp.train, scheme, n_folds=4, seed=3))
-    vals = [set(make_split(comp.train, "cv", n_folds=4, fold=k, seed=3, cv_scheme=scheme).query("fold == 'val'")["QuestionId"])
+def test_cv_folds_put_every_question_in_one_fold(data, groups, scheme):
+    assert len(groups) == data.queries["QuestionId"].nunique()  # one group per Eedi question
+    folds = cv_folds(groups, scheme, n_folds=4, seed=3)
+    assert folds.shape == (len(groups),) and set(folds) == {0, 1, 2, 3}
+    np.testing.assert_array_equal(folds, cv_folds(groups, scheme, n_folds=4, seed=3))
+    vals = [set(make_split(groups, "cv", n_folds=4, fold=k, seed=3, cv_scheme=scheme).query("fold == 'val'")["group"])
             for k in range(4)]
-    assert sum(map(len, vals)) == len(comp.train) and set().union(*vals) == set(comp.train["QuestionId"])
+    assert sum(map(len, vals)) == len(groups) and set().union(*vals) == set(groups["group"])
 
 
-def test_cv_v1_folds_are_v1_splits(comp):
+def test_cv_v1_folds_are_v1_splits(groups):
     for k in range(3):
-        a = make_split(comp.train, "cv", n_folds=3, fold=k, seed=5, cv_scheme="v1")
-        b = make_split(comp.train, "v1", n_folds=3, fold=k, seed=5)
+        a = make_split(groups, "cv", n_folds=3, fold=k, seed=5, cv_scheme="v1")
+        b = make_split(groups, "v1", n_folds=3, fold=k, seed=5)
         pd.testing.assert_frame_equal(a, b)
 
 
-def test_cv_v2_folds_hold_out_their_own_misconceptions(comp):
-    pairs = to_pairs(comp.train)
-    v1 = np.mean([unseen_share(make_split(comp.train, "cv", n_folds=4, fold=k, cv_scheme="v1"), pairs) for k in range(4)])
-    v2 = np.mean([unseen_share(make_split(comp.train, "cv", n_folds=4, fold=k, cv_scheme="v2"), pairs) for k in range(4)])
+def test_cv_v2_folds_hold_out_their_own_misconceptions(data, groups):
+    pairs = data.queries
+    v1 = np.mean([unseen_share(make_split(groups, "cv", n_folds=4, fold=k, cv_scheme="v1"), pairs) for k in range(4)])
+    v2 = np.mean([unseen_share(make_split(groups, "cv", n_folds=4, fold=k, cv_scheme="v2"), pairs) for k in range(4)])
     assert v2 > v1 + 0.15
 
 
-def test_bad_cv_arguments(comp):
+def test_bad_cv_arguments(groups):
     with pytest.raises(ValueError, match="unknown cv scheme"):
-        cv_folds(comp.train, "v3")
+        cv_folds(groups, "v3")
     with pytest.raises(ValueError, match="fold 5 outside"):
-        make_split(comp.train, "cv", n_folds=5, fold=5)
+        make_split(groups, "cv", n_folds=5, fold=5)
 
 
 # -- hand-made CV runs -------------------------------------------------------------------------
@@ -64,15 +71,15 @@ def _ranking(rows: dict[str, list[int]], scores: dict[str, list[float]] | None =
     for q, items in rows.items():
         for i, m in enumerate(items):
             s = scores[q][i] if scores else 1.0 - 0.01 * i
-            out.append({"QuestionId_Answer": q, "MisconceptionId": m, "rank": i + 1, "score": s})
+            out.append({"query_id": q, "item_id": m, "rank": i + 1, "score": s})
     return pd.DataFrame(out)
 
 
-def _fold(root, k: int, r: int, gold: dict[str, int], candidates: dict[str, list[int]], base=None, rerank=None,
-          config: dict | None = None) -> None:
+def _fold(root, k: int, r: int, gold: dict[str, int | tuple[int, ...]], candidates: dict[str, list[int]], base=None,
+          rerank=None, config: dict | None = None) -> None:
     d = root / f"fold_{k}" / f"round_{r}"
-    pairs = pd.DataFrame({"QuestionId_Answer": list(gold), "QuestionId": [int(q.split("_")[0]) for q in gold],
-                          "MisconceptionId": list(gold.values())})
+    pairs = pd.DataFrame({"query_id": list(gold), "group": [int(q.split("_")[0]) for q in gold],
+                          "positives": [(g,) if isinstance(g, int) else tuple(g) for g in gold.values()]})
     write_parquet(d / "val_pairs.parquet", pairs)
     write_parquet(d / "candidates_val.parquet", _ranking(candidates))
     if base:
@@ -93,12 +100,35 @@ def test_pooled_table_scores_every_pair_once(tmp_path):
     result = cv.choose(tmp_path)
     pooled = pd.read_parquet(tmp_path / "cv_pairs.parquet")
     for stage, part in pooled.groupby("stage"):
-        assert sorted(part["QuestionId_Answer"]) == ["1_A", "1_B", "2_A", "2_C"], stage  # each pair exactly once
-    assert dict(zip(part["QuestionId_Answer"], part["fold"])) == {"1_A": 0, "1_B": 0, "2_A": 1, "2_C": 1}
+        assert sorted(part["query_id"]) == ["1_A", "1_B", "2_A", "2_C"], stage  # each pair exactly once
+    assert dict(zip(part["query_id"], part["fold"])) == {"1_A": 0, "1_B": 0, "2_A": 1, "2_C": 1}
     assert result["chosen"]["name"] == "round_1/candidates"
     choices = yaml.safe_load((tmp_path / "choices.yaml").read_text())
     assert choices["config"]["fusion"] == {"method": "none", "rounds": [1], "sources": ["candidates"]}
     assert "05_train_reranker" not in choices["config"]["notebooks"]  # no reranker to choose: the run skips it
+
+
+def test_cv_scores_at_the_runs_k_with_several_positives(tmp_path):
+    # an AQA-like run (submission.k 3 in its rounds' config.yaml, several positives per query):
+    # 1_A: positives 1 and 7 at ranks 1 and 3 -> AP@3 (1 + 2/3) / 2 = 5/6; 1_B: gold 4th -> 0 at k 3 (1/4 at 25);
+    # 2_A: gold second -> 1/2. MAP@3 = (5/6 + 0 + 1/2) / 3 = 4/9; 2 of 3 queries have a positive in the top 3
+    k3 = {"submission": {"k": 3}}
+    _fold(tmp_path, 0, 1, {"1_A": (1, 7), "1_B": 2}, {"1_A": [1, 5, 7], "1_B": [5, 6, 8, 2]}, config=k3)
+    _fold(tmp_path, 1, 1, {"2_A": 3}, {"2_A": [9, 3]}, config=k3)
+    table = cv.stage_table(tmp_path).set_index("stage")
+    assert "map@25" not in table and table.loc["retrieval", "map@3"] == pytest.approx(4 / 9)
+    assert table.loc["retrieval", "recall@3"] == pytest.approx(2 / 3) and table.loc["retrieval", "pairs"] == 3
+    result = cv.choose(tmp_path)
+    assert result["k"] == 3 and result["chosen"]["pooled"]["map@3"] == pytest.approx(4 / 9)
+    stages = {s["stage"]: s for s in result["stages"]}
+    assert stages["retrieval"]["map@3"] == pytest.approx(4 / 9) and "map@25" not in stages["retrieval"]
+    pooled = pd.read_parquet(tmp_path / "cv_pairs.parquet")
+    retrieval = pooled[pooled["stage"] == "retrieval"].set_index("query_id")["ap"]
+    assert retrieval.to_dict() == pytest.approx({"1_A": 5 / 6, "1_B": 0.0, "2_A": 0.5})
+    gains = cv.stage_gains(pooled, k=3).set_index("stage")
+    assert gains.loc["retrieval", "map@3"] == pytest.approx(4 / 9)
+    assert yaml.safe_load((tmp_path / "choices.yaml").read_text())["cv"]["pooled_map@3"] == pytest.approx(0.4444)
+    assert "MAP@3 with a 95% bootstrap interval" in (tmp_path / "cv.md").read_text()
 
 
 def _rerank_run(root, good: bool, n_questions: int = 40) -> None:
@@ -111,7 +141,7 @@ def _rerank_run(root, good: bool, n_questions: int = 40) -> None:
         for q, items in cands.items():
             for m in items:
                 hit = m == gold[q]
-                rows.append({"QuestionId_Answer": q, "MisconceptionId": m,
+                rows.append({"query_id": q, "item_id": m,
                              "reranker_score": (5.0 if good else -5.0) if hit else 0.0, "item_prior": 0.0, "top_k": 5})
         _fold(root, k, 1, gold, cands, rerank=pd.DataFrame(rows),
               config={"rerank": {"item_prior_weight": 0.0}})
@@ -142,7 +172,7 @@ def test_choose_drops_a_reranker_that_does_not_help(tmp_path):
 def test_per_pair_ap_matches_tune_weights():
     a = _ranking({"q1": [1, 2, 3], "q2": [4, 5, 6], "q3": [7, 8, 9]})
     b = _ranking({"q1": [3, 2, 1], "q2": [6, 4, 5], "q3": [9, 7, 8]})
-    pairs = pd.DataFrame({"QuestionId_Answer": ["q1", "q2", "q3", "q4"], "MisconceptionId": [3, 4, 8, 1]})
+    pairs = pd.DataFrame({"query_id": ["q1", "q2", "q3", "q4"], "positives": [(3,), (4,), (8,), (1,)]})
     for method in ("rrf", "rank_average", "score_sum"):
         w, best = tune_weights([a, b], pairs, method)
         ap = per_pair_ap([a, b], pairs, method, [w])[0]
@@ -156,7 +186,7 @@ def test_compare_prints_the_hand_computed_paired_difference(tmp_path):
     # A: AP 1, 1/2, 0, 1/4; B: 1, 1, 1/2, 1/4 -> B - A = (0 + 1/2 + 1/2 + 0) / 4 = 0.25
     for name, ap in (("a", [1.0, 0.5, 0.0, 0.25]), ("b", [1.0, 1.0, 0.5, 0.25])):
         write_parquet(tmp_path / name / "cv_pairs.parquet", pd.DataFrame({
-            "QuestionId_Answer": ["1_A", "1_B", "2_A", "3_A"], "QuestionId": [1, 1, 2, 3], "fold": [0, 0, 1, 1],
+            "query_id": ["1_A", "1_B", "2_A", "3_A"], "group": [1, 1, 2, 3], "fold": [0, 0, 1, 1],
             "round": 1, "stage": "retrieval", "ap": ap}))
     proc = subprocess.run([sys.executable, "-m", "utils", "compare", "--run", str(tmp_path / "a"), "--run", str(tmp_path / "b"),
                            "--out", str(tmp_path / "cmp")], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
@@ -168,6 +198,12 @@ def test_compare_prints_the_hand_computed_paired_difference(tmp_path):
     # questions resampled whole: question 1's pairs move together, so the gain lies in [0, 0.5]
     assert 0.0 <= row["lo"] <= 0.25 <= row["hi"] <= 0.5
     assert "0.2500" in proc.stdout and (tmp_path / "cmp" / "compare.md").read_text().count("0.2500") >= 1
+    # a run scored at another cut-off (an AQA run: MAP@20) is refused, not labelled with the first run's k
+    write_parquet(tmp_path / "c" / "cv_pairs.parquet", pd.read_parquet(tmp_path / "b" / "cv_pairs.parquet").assign(k=20))
+    with pytest.raises(ValueError, match="different MAP cut-offs"):
+        cv.compare({"a": tmp_path / "a", "c": tmp_path / "c"})
+    write_parquet(tmp_path / "d" / "cv_pairs.parquet", pd.read_parquet(tmp_path / "c" / "cv_pairs.parquet"))
+    assert "d map@20" in cv.compare({"c": tmp_path / "c", "d": tmp_path / "d"}).columns
 
 
 def test_untuned_fallbacks_are_named():
@@ -201,15 +237,16 @@ def test_cv_run_pools_every_labelled_pair_once(tmp_path, tiny_data):
     done = _cli("run", "--split", "cv", "--data-dir", str(tiny_data), "--config", str(config), "--out", str(out))
     assert "round 1 01_mine_hn: done already" in done.stdout.split("== fold 1 of 2")[1]  # fold 1 resumed, not redone
     assert "Stages (choices made out of fold" in done.stdout
-    labelled = to_pairs(load_competition(tiny_data).train).dropna(subset=["MisconceptionId"])
+    queries = get_task("eedi").load(tiny_data).queries
+    labelled = queries[queries["positives"].map(len) > 0]
     pooled = pd.read_parquet(out / "cv_pairs.parquet")
     for stage in ("base", "retrieval", "final"):
         part = pooled[pooled["stage"] == stage]
-        assert part["QuestionId_Answer"].is_unique and set(part["QuestionId_Answer"]) == set(labelled["QuestionId_Answer"])
+        assert part["query_id"].is_unique and set(part["query_id"]) == set(labelled["query_id"])
     for k, seen in ((1, 1), (0, 2)):  # each fold scored exactly its own validation questions
         split = pd.read_parquet(out / f"fold_{k}" / "split.parquet")
-        held = set(split.loc[split["fold"] == "val", "QuestionId"])
-        assert set(pooled.loc[pooled["fold"] == k, "QuestionId"]) == held
+        held = set(split.loc[split["fold"] == "val", "group"])
+        assert set(pooled.loc[pooled["fold"] == k, "group"]) == held
         nb = json.loads((out / f"fold_{k}" / "round_1" / "03_eval_embedder.ipynb").read_text())
         printed = "".join("".join(o.get("text", "")) for c in nb["cells"] for o in c.get("outputs", []))
         assert f"cross-validation: {seen} of 2 folds pooled" in printed  # fold 1 ran first, alone

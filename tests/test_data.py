@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from utils.config import SAMPLE_DATA_DIR
-from utils.tasks.eedi import DataError, load_competition, to_pairs
+from utils.tasks.base import CORPUS_COLUMNS, QUERY_COLUMNS, check_contract
+from utils.tasks.eedi import TASK, DataError, corpus_of, load_competition, queries_of, to_pairs
 
 
 @pytest.fixture
@@ -28,6 +29,30 @@ def test_pairs_skip_correct_answer_and_keep_unlabelled():
         assert f"Wrong answer: {row[f'Answer{rec.Answer}Text']}" in rec.query_text
         assert f"Correct answer: {row[f'Answer{row.CorrectAnswer}Text']}" in rec.query_text
     assert pairs["MisconceptionId"].isna().any()  # unlabelled wrong answers are kept (predicted)
+
+
+def test_contract_tables_follow_the_raw_pairs():
+    """queries_of / corpus_of / TASK.load: the task-neutral columns, one-to-one with to_pairs' rows."""
+    comp = load_competition(SAMPLE_DATA_DIR)
+    pairs, queries = to_pairs(comp.train), queries_of(comp.train)
+    assert all(c in queries.columns for c in QUERY_COLUMNS) and "MisconceptionId" not in queries.columns
+    assert queries["query_id"].tolist() == pairs["QuestionId_Answer"].tolist()
+    assert queries["group"].tolist() == pairs["QuestionId"].tolist()
+    assert queries["query_text"].tolist() == pairs["query_text"].tolist()
+    assert queries["positives"].tolist() == [() if pd.isna(m) else (int(m),) for m in pairs["MisconceptionId"]]
+    assert all(isinstance(p, tuple) for p in queries["positives"])
+    assert queries["positives"].map(len).isin([0, 1]).all() and (queries["positives"].map(len) == 0).any()
+    corpus = corpus_of(comp.misconceptions)
+    assert list(corpus.columns) == CORPUS_COLUMNS
+    assert corpus["item_id"].tolist() == comp.misconceptions["MisconceptionId"].tolist()
+    assert corpus["item_text"].tolist() == comp.misconceptions["MisconceptionName"].tolist()
+    assert corpus["raw_id"].tolist() == [str(m) for m in comp.misconceptions["MisconceptionId"]]
+    data = TASK.load(SAMPLE_DATA_DIR)
+    check_contract(data, "sample")
+    pd.testing.assert_frame_equal(data.queries, queries)
+    pd.testing.assert_frame_equal(data.corpus, corpus)
+    assert data.test["query_id"].tolist() == to_pairs(comp.test)["QuestionId_Answer"].tolist()
+    assert (data.test["positives"].map(len) == 0).all()  # test queries are unlabelled
 
 
 def test_custom_template_and_unknown_field():
@@ -93,6 +118,9 @@ def test_real_data_shape():
     pairs = to_pairs(comp.train)
     assert len(comp.train) == 1308 and len(pairs) == 3924
     assert pairs["MisconceptionId"].notna().sum() == 3062
+    data = TASK.load(real)
+    assert len(data.queries) == 3924 and (data.queries["positives"].map(len) > 0).sum() == 3062
+    assert data.queries["group"].nunique() == 1308
 
 
 def test_truncation_keeps_the_wrong_answer():

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tiny_models import make_tiny_decoder, synthetic_eedi
+from tiny_models import make_tiny_decoder, synthetic_task
 from utils.retrieval import distributed as D
 from utils.retrieval.embed import Embedder
 from utils.retrieval.icl import with_icl_queries
@@ -28,13 +28,13 @@ def decoders(tmp_path_factory):
 
 
 def _records(icl_k: int | None = 2, n_neg: int = 3, seed: int = 0) -> list[dict]:
-    pairs, mis, _ = synthetic_eedi()
+    pairs, mis, _ = synthetic_task()
     if icl_k is not None:
         pairs = with_icl_queries(pairs, pairs, mis, k=icl_k, seed=seed)
     rng = np.random.default_rng(seed)
-    row = {m: i for i, m in enumerate(mis["MisconceptionId"])}
-    negs = [rng.choice([j for j in range(len(mis)) if j != row[m]], n_neg, replace=False).tolist()
-            for m in pairs["MisconceptionId"]]
+    row = {m: i for i, m in enumerate(mis["item_id"])}
+    negs = [rng.choice([j for j in range(len(mis)) if j != row[p[0]]], n_neg, replace=False).tolist()
+            for p in pairs["positives"]]
     neg_scores = [rng.normal(size=n_neg).tolist() for _ in negs]
     return to_flag_records(pairs, mis, negs, neg_scores, rng.normal(size=len(pairs)) + 1.0)
 

@@ -98,7 +98,7 @@ def test_bf16_is_chosen_only_in_the_helper():
 def test_fp16_training_on_a_real_gpu_posing_as_a_t4(monkeypatch, tmp_path, capsys, lora):
     """On a real GPU: its own dtype; then, capability forced to 7.5, fp16 + loss scaling trains and scores."""
     import numpy as np
-    from tiny_models import make_tiny_decoder, synthetic_eedi
+    from tiny_models import make_tiny_decoder, synthetic_task
 
     from utils.rerank import llm as lr
     from utils.retrieval.mining import to_flag_records
@@ -117,11 +117,11 @@ def test_fp16_training_on_a_real_gpu_posing_as_a_t4(monkeypatch, tmp_path, capsy
 
     monkeypatch.setattr(torch.amp, "GradScaler", SpyScaler)
     dec = make_tiny_decoder(tmp_path / "dec", arch="llama")
-    pairs, mis, cands = synthetic_eedi(seed=1, n_candidates=4)
+    pairs, mis, cands = synthetic_task(seed=1, n_candidates=4)
     rng = np.random.default_rng(0)
-    row = {m: i for i, m in enumerate(mis["MisconceptionId"])}
-    negs = [rng.choice([j for j in range(len(mis)) if j != row[m]], 3, replace=False).tolist()
-            for m in pairs["MisconceptionId"]]
+    row = {m: i for i, m in enumerate(mis["item_id"])}
+    negs = [rng.choice([j for j in range(len(mis)) if j != row[p[0]]], 3, replace=False).tolist()
+            for p in pairs["positives"]]
     cfg = {"epochs": 1, "batch_size": 8, "n_negatives": 3, "lr": 1e-3, "max_query_length": 64,
            "max_passage_length": 32, "log_every": 1, "lora": lora}
     log = train_embedder(to_flag_records(pairs, mis, negs), dec, tmp_path / "emb", cfg, device="cuda")

@@ -9,7 +9,7 @@ import pytest
 from utils.fusion import fuse, tune_weights, weight_grid
 from utils.metrics import evaluate
 
-Q, M = "QuestionId_Answer", "MisconceptionId"
+Q, M, G = "query_id", "item_id", "positives"
 
 
 def ranking(rows: list[tuple[str, int, int, float]]) -> pd.DataFrame:
@@ -122,8 +122,8 @@ def _tuning_case(n_q: int = 20):
         gold, distractor = 100 + q, 200 + q
         good_rows += [(f"q{q}", gold, 1, 1.0), (f"q{q}", distractor, 2, 0.9), (f"q{q}", 300 + q, 3, 0.8)]
         bad_rows += [(f"q{q}", distractor, 1, 1.0), (f"q{q}", 400 + q, 2, 0.9), (f"q{q}", gold, 3, 0.1)]
-        pairs.append((f"q{q}", gold))
-    pairs_df = pd.DataFrame(pairs, columns=[Q, M]).astype({M: "Int64"})
+        pairs.append((f"q{q}", (gold,)))
+    pairs_df = pd.DataFrame(pairs, columns=[Q, G])
     return ranking(good_rows), ranking(bad_rows), pairs_df
 
 
@@ -169,11 +169,11 @@ def test_bad_input_errors_name_the_field():
         fuse([A, B], "rrf", weights=[1.0])
     with pytest.raises(ValueError, match="not all 0"):
         fuse([A, B], "rrf", weights=[0, 0])
-    with pytest.raises(ValueError, match=r"rankings\[0\] lists a MisconceptionId twice"):
+    with pytest.raises(ValueError, match=r"rankings\[0\] lists a item_id twice"):
         fuse([pd.concat([A, A]), B], "rrf")
     _, _, pairs = _tuning_case(3)
     with pytest.raises(ValueError, match="no labelled rows"):
-        tune_weights([A, B], pairs.assign(**{M: pd.NA}).astype({M: "Int64"}), "rrf")
+        tune_weights([A, B], pairs.assign(**{G: [()] * len(pairs)}), "rrf")
 
 
 @pytest.mark.parametrize("method", ["rrf", "rank_average", "score_sum"])
@@ -185,11 +185,81 @@ def test_fast_tuning_map_equals_evaluate(method):
     runs[1]["score"] = runs[1]["score"].round(1)  # ties in score_sum
     rng = np.random.default_rng(3)
     gold = [int(rng.integers(0, 30)) for _ in range(12)]
-    pairs = pd.DataFrame({Q: [f"q{i}" for i in range(12)] + ["q99"], M: gold + [5]}).astype({M: "Int64"})
-    pairs.loc[0, M] = pd.NA  # unlabelled query is ignored; q99 is unranked and scores 0
+    positives = [(g,) for g in gold] + [(5,)]
+    positives[0] = ()  # unlabelled query is ignored; q99 is unranked and scores 0
+    pairs = pd.DataFrame({Q: [f"q{i}" for i in range(12)] + ["q99"], G: positives})
     al = _align(runs, method, 60)
     index = _GoldIndex(al, pairs)
     for point in weight_grid(3):
         w = np.asarray(point)
         expected = evaluate(_fuse_aligned(al, w, top_k=25), pairs)["map@25"]
-        assert index.map_at_25(al, _scores(al, w)) == pytest.approx(expected, abs=1e-12), point
+        assert index.map_at_k(al, _scores(al, w)) == pytest.approx(expected, abs=1e-12), point
+
+
+def _two_positive_case():
+    """score_sum over two rankings X, Y whose scores are already min-max normalised per query, so the
+    fused score of an item is w * x + (1 - w) * y for weights (w, 1 - w):
+
+    - ``m`` (positives 1 and 2): X 1: 1.0, 2: 0.45, 3: 0.0; Y 3: 1.0, 1: 0.0, 2: 0.0, so
+      1 = w, 2 = 0.45 w, 3 = 1 - w. AP@2: w > 1/1.45 (0.690): 1, 2 on top -> (1/1 + 2/2) / 2 = 1;
+      0.5 <= w < 0.690: 1, 3 -> (1/1) / 2 = 0.5 (at w = 0.5 items 1 and 3 tie, the smaller id first);
+      w < 0.5: 3, 1 -> (1/2) / 2 = 0.25.
+    - ``t`` (positives 7 and 8): X 9: 1.0, 7: 0.8, 8: 0.7, 10: 0.0; Y 7: 1.0, 8: 0.95, 9: 0.0, 10: 0.0, so
+      9 = w, 7 = 1 - 0.2 w, 8 = 0.95 - 0.25 w (7 always above 8). AP@2: w < 0.76: 7, 8 -> 1;
+      0.76 < w < 0.833: 7, 9 -> 0.5; w > 0.833: 9, 7 -> 0.25.
+    - ``s`` (positive 5): both rankings put 6 (1.0) before 5 (0.0): AP@2 = 1/2 at any w.
+    - ``u`` is unlabelled (no positives): never scored.
+    """
+    x = ranking([("m", 1, 1, 1.0), ("m", 2, 2, 0.45), ("m", 3, 3, 0.0),
+                 ("t", 9, 1, 1.0), ("t", 7, 2, 0.8), ("t", 8, 3, 0.7), ("t", 10, 4, 0.0),
+                 ("s", 6, 1, 1.0), ("s", 5, 2, 0.0), ("u", 1, 1, 1.0), ("u", 2, 2, 0.0)])
+    y = ranking([("m", 3, 1, 1.0), ("m", 1, 2, 0.0), ("m", 2, 3, 0.0),
+                 ("t", 7, 1, 1.0), ("t", 8, 2, 0.95), ("t", 9, 3, 0.0), ("t", 10, 4, 0.0),
+                 ("s", 6, 1, 1.0), ("s", 5, 2, 0.0), ("u", 2, 1, 1.0), ("u", 1, 2, 0.0)])
+    pairs = pd.DataFrame({Q: ["m", "t", "s", "u"], G: [(1, 2), (7, 8), (5,), ()]})
+    return x, y, pairs
+
+
+def test_tune_weights_two_positive_queries_hand_computed():
+    """Of the grid's X weights (0.5, 0, 1, 1/3, 0.25, 0.2, 2/3, 0.4, 0.75, 0.6, 3/7, 0.8, 4/7) only
+    0.75 puts both positives of m and of t in the top 2: MAP@2 = (1 + 1 + 0.5) / 3 = 5/6; every
+    other point loses one of them (e.g. equal weights: (0.5 + 1 + 0.5) / 3 = 2/3; X alone: (1 + 0.25 + 0.5) / 3)."""
+    from utils.fusion import per_pair_ap
+
+    x, y, pairs = _two_positive_case()
+    weights, best = tune_weights([x, y], pairs, "score_sum", at=2)
+    assert weights == [0.75, 0.25]
+    assert best == pytest.approx(5 / 6, abs=1e-12)
+    fused = fuse([x, y], "score_sum", weights)
+    assert evaluate(fused, pairs, k=2)["map@2"] == pytest.approx(best, abs=1e-12)
+    assert fused[fused[Q] == "m"][M].tolist()[:2] == [1, 2] and fused[fused[Q] == "t"][M].tolist()[:2] == [7, 8]
+    # the per-query APs of the fast path, rows m, t, s (u is unlabelled), at three grid points
+    ap = per_pair_ap([x, y], pairs, "score_sum", [(0.5, 0.5), (0.75, 0.25), (1.0, 0.0)], at=2)
+    assert ap.tolist() == [[0.5, 1.0, 0.5], [1.0, 1.0, 0.5], [1.0, 0.25, 0.5]]
+    for point, row in zip([(0.5, 0.5), (0.75, 0.25), (1.0, 0.0)], ap):
+        assert evaluate(fuse([x, y], "score_sum", point), pairs, k=2)["map@2"] == pytest.approx(row.mean(), abs=1e-12)
+    # at the default cut-off (25) both positives are always found, lower down: other APs, same agreement
+    weights25, best25 = tune_weights([x, y], pairs, "score_sum")
+    assert evaluate(fuse([x, y], "score_sum", weights25), pairs)["map@25"] == pytest.approx(best25, abs=1e-12)
+
+
+@pytest.mark.parametrize("method", ["rrf", "rank_average", "score_sum"])
+def test_fast_tuning_map_equals_evaluate_several_positives(method):
+    """With queries of 0-3 positives the grid search's MAP@k equals utils.metrics.evaluate at every point."""
+    from utils.fusion import _align, _fuse_aligned, _GoldIndex, _scores
+
+    runs = _random_rankings(4, n_runs=3, n_q=12, depth=30)
+    runs[2]["score"] = runs[2]["score"].round(1)  # ties
+    rng = np.random.default_rng(5)
+    positives = [tuple(int(i) for i in rng.choice(30, size=i % 4, replace=False)) for i in range(12)]
+    pairs = pd.DataFrame({Q: [f"q{i}" for i in range(12)] + ["q99"], G: positives + [(5, 6)]})
+    assert any(len(p) >= 2 for p in positives) and any(len(p) == 0 for p in positives)
+    al = _align(runs, method, 60)
+    for at in (5, 25):
+        index = _GoldIndex(al, pairs, at)
+        for point in weight_grid(3):
+            w = np.asarray(point)
+            expected = evaluate(_fuse_aligned(al, w, top_k=at), pairs, k=at)[f"map@{at}"]
+            assert index.map_at_k(al, _scores(al, w)) == pytest.approx(expected, abs=1e-12), (at, point)
+        weights, best = tune_weights(runs, pairs, method, at=at)
+        assert evaluate(fuse(runs, method, weights), pairs, k=at)[f"map@{at}"] == pytest.approx(best, abs=1e-12)

@@ -130,7 +130,7 @@ def test_infer_from_export_equals_round_candidates(exported, finished_round, tin
     ctx, _, _ = finished_round
     path = infer(tiny_data, exported["dataset_dir"], tmp_path / "out")
     assert path == tmp_path / "out" / "submission.csv"
-    ids = ctx.test_pairs["QuestionId_Answer"].tolist()
+    ids = ctx.test_pairs["query_id"].tolist()
     validate_submission(path, ids, stages.ops.corpus_ids(ctx))
     cands = pd.read_parquet(ctx.run_dir / "candidates_test.parquet")
     assert _sub_lists(path) == _top25(cands, ids)
@@ -166,7 +166,7 @@ def test_export_and_infer_with_reranker(run_copy, tiny_data, tmp_path):
     assert exp["kernel_id"] == "someuser/eedi-rr-test-inference"
     assert main(["infer", "--data-dir", str(tiny_data), "--models", str(ds), "--out", str(tmp_path / "out")]) == 0
     sub = tmp_path / "out" / "submission.csv"
-    ids = ctx.test_pairs["QuestionId_Answer"].tolist()
+    ids = ctx.test_pairs["query_id"].tolist()
     validate_submission(sub, ids, stages.ops.corpus_ids(ctx))
     # same models, same rows in the same order: the same scores and the same blend
     assert _sub_lists(sub) == _top25(pd.read_parquet(ctx.run_dir / "rerank_test.parquet"), ids)
@@ -190,5 +190,5 @@ def test_infer_adds_the_item_prior_06_chose(run_copy, tiny_data, tmp_path):
     assert exp["manifest"]["item_prior_weight"] == 1.0
     assert main(["infer", "--data-dir", str(tiny_data), "--models", str(exp["dataset_dir"]),
                  "--out", str(tmp_path / "out")]) == 0
-    ids = ctx.test_pairs["QuestionId_Answer"].tolist()
+    ids = ctx.test_pairs["query_id"].tolist()
     assert _sub_lists(tmp_path / "out" / "submission.csv") == _top25(pd.read_parquet(ctx.run_dir / "rerank_test.parquet"), ids)

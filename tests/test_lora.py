@@ -12,7 +12,7 @@ import pytest
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from tiny_models import make_tiny_decoder, synthetic_eedi  # noqa: E402
+from tiny_models import make_tiny_decoder, synthetic_task  # noqa: E402
 
 from utils.rerank import llm as lr  # noqa: E402
 from utils.lora import attach_lora, load_adapter, load_causal_lm, load_tokenizer, merge_and_save, save_adapter  # noqa: E402
@@ -30,9 +30,9 @@ def decoders(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def data():
-    pairs, mis, cands = synthetic_eedi(seed=1, n_candidates=4)
+    pairs, mis, cands = synthetic_task(seed=1, n_candidates=4)
     pairs = pairs.iloc[::3].reset_index(drop=True)  # one question per misconception
-    cands = cands[cands["QuestionId_Answer"].isin(pairs["QuestionId_Answer"])]
+    cands = cands[cands["query_id"].isin(pairs["query_id"])]
     train = build_rerank_train(cands, pairs, mis, n_negatives=3, top_k=4, seed=0)
     head = build_rerank_candidates(cands, pairs, mis, top_k=4)
     return train, head

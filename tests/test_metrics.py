@@ -31,14 +31,13 @@ def test_map_and_recall_hand_computed():
 
 def _ranking(lists):
     rows = [(q, m, r + 1, -r) for q, ms in lists.items() for r, m in enumerate(ms)]
-    return pd.DataFrame(rows, columns=["QuestionId_Answer", "MisconceptionId", "rank", "score"])
+    return pd.DataFrame(rows, columns=["query_id", "item_id", "rank", "score"])
 
 
 def test_evaluate_skips_unlabelled_and_uses_rank_order():
     ranking = _ranking({"1_A": [3, 4, 5], "1_B": [9, 8], "2_C": [1]})
     ranking = ranking.sample(frac=1, random_state=0)  # row order must not matter
-    pairs = pd.DataFrame({"QuestionId_Answer": ["1_A", "1_B", "2_C"],
-                          "MisconceptionId": pd.array([4, 8, pd.NA], dtype="Int64")})
+    pairs = pd.DataFrame({"query_id": ["1_A", "1_B", "2_C"], "positives": [(4,), (8,), ()]})
     out = evaluate(ranking, pairs)
     assert out["n_queries"] == 2
     assert out["map@25"] == pytest.approx((1 / 2 + 1 / 2) / 2)
@@ -58,10 +57,39 @@ def test_map_matches_ranx():
     assert ours == pytest.approx(ranx.evaluate(qrels, run, "map@25"), abs=1e-9)
 
 
+def test_several_relevant_ids_hand_computed():
+    # relevant {2, 5, 9}: hits at ranks 2 and 4 -> (1/2 + 2/4) / 3; recall@4 = 2/3
+    assert apk([1, 2, 3, 5, 7], (2, 5, 9), k=20) == pytest.approx((1 / 2 + 2 / 4) / 3)
+    # k cuts: only the hit at rank 2 counts, divided by min(3 relevant, k=2) = 2
+    assert apk([1, 2, 3, 5], [2, 5, 9], k=2) == pytest.approx((1 / 2) / 2)
+    assert apk([5, 5, 2], (2, 5)) == pytest.approx((1 + 2 / 3) / 2)  # a duplicate counts once
+    preds = [[1, 2, 3, 5], [4, 6]]
+    gold = [(2, 5, 9), (6,)]
+    assert recall_at_k(preds, gold, 4) == pytest.approx((2 / 3 + 1) / 2)
+    assert recall_at_k(preds, gold, 1) == pytest.approx(0.0)
+    ranking = _ranking({"a": [1, 2, 3, 5], "b": [4, 6]})
+    pairs = pd.DataFrame({"query_id": ["a", "b"], "positives": [(2, 5, 9), (6,)]})
+    out = evaluate(ranking, pairs, ks=(1, 4), k=20)
+    assert out["map@20"] == pytest.approx(((1 / 2 + 2 / 4) / 3 + 1 / 2) / 2)
+    assert out["recall@4"] == pytest.approx((2 / 3 + 1) / 2) and "map@25" not in out
+    assert recall_curve(ranking, pairs, max_k=4).tolist() == pytest.approx([0, (1 / 3 + 1) / 2, (1 / 3 + 1) / 2, (2 / 3 + 1) / 2])
+
+
+def test_multi_positive_map_and_recall_match_ranx():
+    ranx = pytest.importorskip("ranx")
+    rng = np.random.default_rng(1)
+    lists = {f"q{i}": [int(x) for x in rng.permutation(60)[:40]] for i in range(50)}
+    gold = {q: [int(x) for x in rng.choice(60, size=int(rng.integers(1, 4)), replace=False)] for q in lists}
+    preds, golds = [lists[q] for q in lists], [gold[q] for q in lists]
+    qrels = ranx.Qrels({q: {str(g): 1 for g in gs} for q, gs in gold.items()})
+    run = ranx.Run({q: {str(m): float(100 - r) for r, m in enumerate(ms)} for q, ms in lists.items()})
+    assert map_at_k(preds, golds, 20) == pytest.approx(ranx.evaluate(qrels, run, "map@20"), abs=1e-9)
+    assert recall_at_k(preds, golds, 10) == pytest.approx(ranx.evaluate(qrels, run, "recall@10"), abs=1e-9)
+
+
 def test_per_query_ap_averages_to_map():
     ranking = _ranking({"1_A": [3, 4, 5], "1_B": [9, 8], "2_C": [1, 2]})
-    pairs = pd.DataFrame({"QuestionId_Answer": ["1_A", "1_B", "2_C", "3_D"],
-                          "MisconceptionId": pd.array([4, 8, pd.NA, 7], dtype="Int64")})
+    pairs = pd.DataFrame({"query_id": ["1_A", "1_B", "2_C", "3_D"], "positives": [(4,), (8,), (), (7,)]})
     ap = per_query_ap(ranking, pairs)
     assert ap.tolist() == [0.5, 0.5, 0.0]  # unlabelled row skipped; 3_D has no ranking at all
     assert ap.mean() == pytest.approx(evaluate(ranking, pairs)["map@25"])

@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 
 from utils.config import REPO_ROOT, load_config
-from utils.tasks.eedi import load_competition, to_pairs
 from utils.io import read_jsonl
+from utils.tasks import get_task
 from utils.run.runner import run_chain, run_notebook
 from utils.tasks.eedi import validate_submission
 
@@ -35,10 +35,12 @@ def test_chain_writes_every_artifact(finished_run, tiny_data, tiny_config):
 
 def test_submission_is_valid_for_test_csv(finished_run, tiny_data):
     out, _, _ = finished_run
-    comp = load_competition(tiny_data)
-    expected = to_pairs(comp.test)["QuestionId_Answer"].tolist()
-    sub = validate_submission(out / "submission.csv", expected, comp.misconceptions["MisconceptionId"])
+    task = get_task("eedi")
+    data = task.load(tiny_data)
+    expected = data.test["query_id"].tolist()
+    sub = validate_submission(out / "submission.csv", expected, data.corpus["item_id"])
     assert len(sub) == 3 * 6
+    task.validate_submission(out / "submission.csv", data)  # the task's own check agrees
 
 
 def test_hard_negatives_follow_the_config(finished_run):
@@ -46,9 +48,9 @@ def test_hard_negatives_follow_the_config(finished_run):
     recs = read_jsonl(out / "round_1" / "hard_negatives.jsonl")
     split = pd.read_parquet(out / "split.parquet")
     assert len(recs) > 0
-    train_q = set(split.query("fold == 'train'")["QuestionId"])
+    train_q = set(split.query("fold == 'train'")["group"])
     for r in recs:
-        assert len(r["neg_ids"]) == 3 and r["pos_ids"][0] not in r["neg_ids"]
+        assert len(r["neg_ids"]) == 3 and r["pos_ids"] and set(r["pos_ids"]).isdisjoint(r["neg_ids"])
         assert int(r["query_id"].split("_")[0]) in train_q  # never a validation question
 
 

@@ -16,8 +16,10 @@ def test_split_is_saved_and_reused(ctx, tmp_path, tiny_data):
     again = stages.context.load_context(tmp_path / "v1" / "round_2", tiny_data, "v1", 2, None)
     assert again.pairs["fold"].tolist() == ctx.pairs["fold"].tolist()
     assert set(saved["fold"]) == {"train", "val"}
-    assert set(ctx.train_pairs["QuestionId"]).isdisjoint(ctx.val_pairs["QuestionId"])
-    assert ctx.train_pairs["MisconceptionId"].notna().all() and ctx.val_pairs["MisconceptionId"].notna().all()
+    assert list(saved.columns) == ["group", "fold"] and set(saved["group"]) == set(ctx.pairs["group"])
+    assert len(ctx.train_pairs) and len(ctx.val_pairs)
+    assert set(ctx.train_pairs["group"]).isdisjoint(ctx.val_pairs["group"])
+    assert (ctx.train_pairs["positives"].map(len) > 0).all() and (ctx.val_pairs["positives"].map(len) > 0).all()
 
 
 def test_round_two_needs_round_one(tmp_path, tiny_data):
@@ -38,13 +40,18 @@ def test_icl_queries_use_other_questions_only(ctx):
     assert stages.ops.icl_pairs(ctx, val)["query_text"].tolist() == val["query_text"].tolist()
 
 
-def test_unknown_rerank_and_fusion_options(ctx):
-    ctx.config["rerank"]["bogus"] = 1
-    with pytest.raises(ValueError, match="bogus"):
-        stages.train_reranker.rerank_config(ctx)
-    ctx.config["fusion"] = {"methd": "rrf"}
-    with pytest.raises(ValueError, match="methd"):
-        stages.fuse_submit.fusion_config(ctx)
+def test_unknown_rerank_and_fusion_options(ctx, tmp_path, tiny_data):
+    # the typed config refuses unknown keys of every section when it is loaded, before any stage runs
+    from utils.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"unknown config key 'rerank\.bogus'"):
+        load_config(None, {"rerank": {"bogus": 1}})
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("fusion: {methd: rrf}\n")
+    with pytest.raises(ConfigError, match=r"bad\.yaml: unknown config key 'fusion\.methd'"):
+        stages.context.load_context(tmp_path / "other" / "round_1", tiny_data, "v1", 1, bad)
+    assert stages.train_reranker.rerank_config(ctx)["top_k"] == ctx.config["rerank"]["top_k"]
+    assert stages.fuse_submit.fusion_config(ctx)["method"] == ctx.config["fusion"]["method"]
 
 
 def test_split_for_other_data_is_refused(ctx, tmp_path):

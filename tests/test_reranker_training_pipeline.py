@@ -1,4 +1,4 @@
-"""Where the reranker learns from: cross-fitted / mining-model candidates; residual (retrieval-weighted) scoring."""
+"""05 / 06 through the reranker interface: candidates, arguments per family, item prior, blend."""
 
 import numpy as np
 import pandas as pd
@@ -6,94 +6,149 @@ import pytest
 
 from utils import io
 from utils import stages
-from utils.rerank.crossfit import crossfit_candidates, crossfit_folds
+from utils.rerank.base import CrossEncoderReranker, LLMReranker, get_reranker
 
 
 @pytest.fixture
 def ctx(tmp_path, tiny_data, tiny_config):
     c = stages.context.load_context(tmp_path / "v1" / "round_1", tiny_data, "v1", 1, tiny_config)
-    c.config["train"]["epochs"] = 0.5  # the fold models only need to exist; the test checks what they saw
     return c
 
 
-def test_folds_partition_the_questions_deterministically(ctx):
-    questions = ctx.comp.train
-    folds = crossfit_folds(questions, 3, seed=0)
-    assert len(folds) == 3
-    assert set().union(*folds) == set(questions["QuestionId"].astype(int))
-    assert sum(len(f) for f in folds) == questions["QuestionId"].nunique()  # disjoint
-    assert crossfit_folds(questions, 3, seed=0) == folds
-    assert crossfit_folds(questions, 3, seed=1) != folds
-    with pytest.raises(ValueError, match="crossfit_folds must be >= 2"):
-        crossfit_folds(questions, 1, seed=0)
-
-
-def test_candidates_come_from_embedders_that_never_saw_the_question(ctx, monkeypatch):
-    train = ctx.train_pairs
-    cands = crossfit_candidates(ctx, folds=2, k=10)
-    # every training pair is ranked exactly once, with its top 10
-    assert sorted(cands["QuestionId_Answer"].unique()) == sorted(train["QuestionId_Answer"])
-    assert (cands.groupby("QuestionId_Answer").size() == 10).all()
-    q_of = dict(zip(train["QuestionId_Answer"], train["QuestionId"].astype(int)))
-    for i in range(2):
-        fold_dir = ctx.run_dir / "crossfit" / f"fold_{i}"
-        fitted_on = {q_of[r["query_id"]] for r in io.read_jsonl(fold_dir / "hard_negatives.jsonl")}
-        ranked = {q_of[q] for q in pd.read_parquet(fold_dir / "candidates.parquet")["QuestionId_Answer"]}
-        assert fitted_on and ranked and not fitted_on & ranked
-        assert fitted_on | ranked == set(train["QuestionId"].astype(int))
-        assert not (fold_dir / "embedder").exists()  # fold models are dropped once their fold is ranked
-
-    # a second call reads the saved folds instead of training again
-    def no_training(*a, **k):
-        raise AssertionError("retrained a finished fold")
-
-    monkeypatch.setattr(stages.ops, "fit_embedder", no_training)
-    again = crossfit_candidates(ctx, folds=2, k=10)
-    pd.testing.assert_frame_equal(again, cands)
-    with pytest.raises(ValueError, match="smaller top-k"):
-        crossfit_candidates(ctx, folds=2, k=20)
-
-
 def test_unknown_candidate_source_is_an_error(ctx):
-    ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "oracle"}
-    with pytest.raises(ValueError, match="rerank.candidates 'oracle'"):
-        stages.train_reranker.reranker_train_candidates(ctx, stages.train_reranker.rerank_config(ctx))
+    for source in ("oracle", "crossfit"):  # crossfit (out-of-fold embedders) was removed: no gain over current
+        ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": source}
+        with pytest.raises(ValueError, match=f"rerank.candidates '{source}': choose current or mining"):
+            stages.train_reranker.reranker_train_candidates(ctx, stages.train_reranker.rerank_config(ctx))
 
 
-def test_residual_reranker_scores_add_the_weighted_retrieval_score(ctx):
-    """retrieval_weight: the saved model remembers w, and 06/inference score logit + w * retrieval."""
-    from utils.rerank.cross_encoder import retrieval_weight, score_cross_encoder
+def test_get_reranker_is_the_one_family_switch():
+    assert isinstance(get_reranker({"family": "cross_encoder"}), CrossEncoderReranker)
+    for mode in ("pointwise", "listwise"):
+        r = get_reranker({"family": f"llm_{mode}"})
+        assert isinstance(r, LLMReranker) and r.mode == mode and r.family == f"llm_{mode}"
+    with pytest.raises(ValueError, match="unknown rerank.family 'bm25'; choose one of cross_encoder, "
+                                         "llm_pointwise, llm_listwise"):
+        get_reranker({"family": "bm25"})
+    with pytest.raises(ValueError, match="unknown LLM reranker mode"):
+        LLMReranker("pairwise")
+    rc = {"n_negatives": 7, "window": 5}
+    assert [get_reranker(f).n_negatives(rc) for f in ("cross_encoder", "llm_pointwise", "llm_listwise")] == [7, 7, 4]
+
+
+def _record(calls: list, result):
+    def fake(*args, **kwargs):
+        calls.append((args, kwargs))
+        return result(*args, **kwargs) if callable(result) else result
+    return fake
+
+
+def test_stages_pass_each_family_its_arguments(ctx, monkeypatch):
+    """05 / 06 through the interface: the same arguments reach train_* / score_* as before, and
+    06 returns the family's scores as they are (no residual retrieval term)."""
+    import utils.rerank.cross_encoder as ce
+    import utils.rerank.llm as llm
     from utils.rerank.data import build_rerank_candidates
 
-    ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "mining", "model": "default", "num_layers": 1,
-                            "max_groups": 6, "loss": "listwise", "retrieval_weight": 20.0, "top_k": 5}
-    result = stages.train_reranker.train_reranker(ctx)
-    assert result["stats"]["candidates"] == "mining" and result["log"]["retrieval_weight"] == 20.0
-    assert retrieval_weight(ctx.reranker_dir) == 20.0
+    cands = stages.ops.rank(ctx, ctx.embedder("base"), ctx.train_pairs, k=10)
+    monkeypatch.setattr(stages.train_reranker, "reranker_train_candidates", lambda c, rc: cands)
+    trained, scored = [], []
+    monkeypatch.setattr(ce, "train_cross_encoder", _record(trained, "ce"))
+    monkeypatch.setattr(llm, "train_llm_reranker", _record(trained, "llm"))
+    monkeypatch.setattr(ce, "score_cross_encoder", _record(scored, lambda p, q, d, **k: np.arange(len(q), dtype=np.float32)))
+    monkeypatch.setattr(llm, "score_llm_reranker", _record(scored, lambda rows, d, **k: -np.arange(len(rows), dtype=np.float32)))
+    base = {**ctx.config["rerank"], "top_k": 6, "n_negatives": 3, "window": 4, "stride": 2, "epochs": 2.0, "lr": 1e-3,
+            "batch_size": 8, "max_length": 80, "score_batch_size": 5, "loss": "listwise", "head": "mean",
+            "num_layers": 2, "max_groups": 9, "item_bias_l2": 0.1, "load_in_4bit": False, "tta": False}
+    seed = ctx.config["seed"]
     val = ctx.val_pairs
-    cands = stages.ops.rank(ctx, ctx.embedder("base"), val, k=8)
-    scores = stages.rerank.score_reranker(ctx, cands, val)
-    rows = build_rerank_candidates(cands, val, ctx.misconceptions, 5)
-    logits = score_cross_encoder(str(ctx.reranker_dir), rows["query_text"], rows["MisconceptionName"], max_length=96)
-    assert len(scores) == len(rows) == 5 * len(val)
-    np.testing.assert_allclose(scores, logits + 20.0 * rows["score"].to_numpy(np.float32), rtol=1e-5, atol=1e-5)
-    with pytest.raises(ValueError, match="retrieval_weight needs the listwise loss"):
-        ctx.config["rerank"]["loss"] = "pointwise"
-        stages.train_reranker.train_reranker(ctx)
+    val_cands = stages.ops.rank(ctx, ctx.embedder("base"), val, k=8)
+    rows = build_rerank_candidates(val_cands, val, ctx.corpus, 6)
+
+    for model, init in (("embedder", str(ctx.embedder_dir)), ("default", None), ("some/encoder", "some/encoder")):
+        ctx.config["rerank"] = {**base, "family": "cross_encoder", "model": model}
+        df = stages.train_reranker.train_reranker(ctx)["train_df"]
+        args, kwargs = trained.pop()
+        assert args[1:] == (init, ctx.reranker_dir) and args[0] is df and df.groupby("group").size().max() == 4
+        assert kwargs == {"epochs": 2.0, "lr": 1e-3, "batch_size": 8, "max_length": 80, "loss": "listwise", "seed": seed,
+                          "logging_steps": 50, "head": "mean", "num_layers": 2, "max_groups": 9, "item_bias_l2": 0.1}
+    got = stages.rerank.score_reranker(ctx, val_cands, val)
+    args, kwargs = scored.pop()
+    assert args[0] == str(ctx.reranker_dir) and args[1] == rows["query_text"].tolist()
+    assert args[2] == rows["item_text"].tolist() and kwargs == {"batch_size": 5, "max_length": 80}
+    np.testing.assert_array_equal(got, np.arange(len(rows)))
+
+    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"]}
+    for mode, group in (("pointwise", 4), ("listwise", 4)):  # listwise groups: window - 1 negatives
+        ctx.config["rerank"] = {**base, "family": f"llm_{mode}", "model": "some/llm", "lora": lora,
+                                "n_negatives": 3 if mode == "pointwise" else 7}
+        df = stages.train_reranker.train_reranker(ctx)["train_df"]
+        args, kwargs = trained.pop()
+        assert args[1:] == ("some/llm", ctx.reranker_dir) and df.groupby("group").size().max() == group
+        assert kwargs == {"mode": mode, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"],
+                          "load_in_4bit": False, "epochs": 2.0, "lr": 1e-3, "batch_size": 8, "max_length": 80,
+                          "seed": seed}
+        got = stages.rerank.score_reranker(ctx, val_cands, val)
+        args, kwargs = scored.pop()
+        pd.testing.assert_frame_equal(args[0], rows)
+        assert args[1] == str(ctx.reranker_dir)
+        assert kwargs == {"batch_size": 5, "max_length": 80, "window": 4, "stride": 2, "tta": False}
+        np.testing.assert_array_equal(got, -np.arange(len(rows)))
+    ctx.config["rerank"]["lora"] = {}  # LoRA defaults; no target_modules given
+    stages.train_reranker.train_reranker(ctx)
+    assert {k: v for k, v in trained.pop()[1].items() if k in ("r", "alpha", "dropout", "target_modules")} == \
+        {"r": 16, "alpha": 32, "dropout": 0.05}
+
+
+def test_item_prior_and_lengths_per_family(ctx, monkeypatch):
+    """Only a cross-encoder's saved biases give an item prior; token lengths come from each family's inputs."""
+    from transformers import AutoTokenizer
+
+    import utils.lora
+    import utils.rerank.llm as llm
+    from utils.rerank.cross_encoder import default_encoder
+
+    cands = stages.ops.rank(ctx, ctx.embedder("base"), ctx.val_pairs, k=8)
+    names = dict(zip(ctx.corpus["item_id"].astype(int), ctx.corpus["item_text"]))
+    head = cands[cands["rank"] <= 5]
+    first = names[int(head["item_id"].iloc[0])]
+    io.write_json(ctx.reranker_dir / "train_log.json", {"item_bias": {first: 1.5}})
+    for family in ("cross_encoder", "llm_pointwise", "llm_listwise"):
+        ctx.config["rerank"] = {**ctx.config["rerank"], "family": family, "top_k": 5}
+        prior = stages.rerank.reranker_item_prior(ctx, cands)
+        expected = [1.5 if names[int(m)] == first else 0.0 for m in head["item_id"]]
+        assert prior.tolist() == (expected if family == "cross_encoder" else [0.0] * len(head))
+
+    tok = AutoTokenizer.from_pretrained(default_encoder())
+    tok.save_pretrained(str(ctx.reranker_dir))
+    train_df = pd.DataFrame({"query_text": ["what is 2+2", "a longer question about fractions"],
+                             "item_text": ["adds", "thinks a half is 0.2"]})
+    ctx.config["rerank"]["family"] = "cross_encoder"
+    out = stages.train_reranker.reranker_lengths(ctx, train_df)
+    want = [len(x) for x in tok(train_df["query_text"].tolist(), train_df["item_text"].tolist())["input_ids"]]
+    assert out["lengths"] == want and out["stats"]["n"] == 2 and out["stats"]["max"] == max(want)
+
+    calls = []
+    monkeypatch.setattr(utils.lora, "load_tokenizer", lambda path: ("tok", path))
+    monkeypatch.setattr(llm, "prompt_length_stats", _record(calls, lambda *a, **k: {"n": 2, "lengths": [3, 4]}))
+    for mode in ("pointwise", "listwise"):
+        ctx.config["rerank"] = {**ctx.config["rerank"], "family": f"llm_{mode}", "window": 6}
+        assert stages.train_reranker.reranker_lengths(ctx, train_df) == {"lengths": [3, 4], "stats": {"n": 2}}
+        args, kwargs = calls.pop()
+        assert args[0] is train_df and args[1] == ("tok", str(ctx.reranker_dir))
+        assert kwargs == {"mode": mode, "window": 6, "verbose": False}
 
 
 def test_item_bias_reaches_the_cross_encoder(ctx):
     """rerank.item_bias_l2 from the config: the fitted biases are logged and the saved model scores alone."""
-    from utils.rerank.cross_encoder import retrieval_weight
-
     ctx.config["rerank"] = {**ctx.config["rerank"], "candidates": "mining", "model": "default", "num_layers": 1,
                             "max_groups": 6, "loss": "listwise", "item_bias_l2": 0.5, "top_k": 5}
     result = stages.train_reranker.train_reranker(ctx)
     log = result["log"]
     assert log["item_bias_l2"] == 0.5 and log["item_bias_std"] > 0
     # one bias per misconception of the 6 sampled groups (gold + 3 negatives each)
-    assert 4 <= len(log["item_bias"]) <= 24 and set(log["item_bias"]) <= set(result["train_df"]["MisconceptionName"])
-    assert retrieval_weight(ctx.reranker_dir) == 0.0  # nothing of the bias is added at scoring
+    assert 4 <= len(log["item_bias"]) <= 24 and set(log["item_bias"]) <= set(result["train_df"]["item_text"])
+    assert not (ctx.reranker_dir / "scoring.json").exists()  # no residual scoring file any more
 
 
 def test_item_prior_weight_is_tuned_with_the_blend(ctx):
@@ -112,26 +167,29 @@ def test_item_prior_weight_is_tuned_with_the_blend(ctx):
     for part, pairs in (("val", ctx.val_pairs), ("test", ctx.test_pairs)):
         io.write_parquet(ctx.run_dir / f"candidates_{part}.parquet", stages.ops.rank(ctx, emb, pairs, k=8))
     cands = pd.read_parquet(ctx.run_dir / "candidates_val.parquet")
-    rows = build_rerank_candidates(cands, ctx.val_pairs, ctx.misconceptions, 5)
+    rows = build_rerank_candidates(cands, ctx.val_pairs, ctx.corpus, 5)
     bias = item_bias(ctx.reranker_dir)
     prior = stages.rerank.reranker_item_prior(ctx, cands)
-    assert prior.tolist() == [bias.get(n, 0.0) for n in rows["MisconceptionName"]] and np.abs(prior).max() > 0
+    assert prior.tolist() == [bias.get(n, 0.0) for n in rows["item_text"]] and np.abs(prior).max() > 0
+    assert ctx.k == 25  # Eedi's MAP@25: 06 scores and tunes at the task's cut-off
+    m = f"map@{ctx.k}"
 
     res = stages.rerank.rerank_all(ctx)
     s, table = res["summary"], res["blend_table"]
     assert sorted(table["item_prior_weight"].unique()) == list(stages.rerank.ITEM_PRIOR_GRID)
-    best = table.loc[table["map@25"].idxmax()]
-    assert s["reranked"]["map@25"] == pytest.approx(best["map@25"])
+    best = table.loc[table[m].idxmax()]
+    assert s["reranked"][m] == pytest.approx(best[m])
     w, alpha = s["item_prior_weight"], s["blend_alpha"]
-    assert w in stages.rerank.ITEM_PRIOR_GRID and table.query("item_prior_weight == @w and alpha == @alpha")["map@25"].iloc[0] == \
-        pytest.approx(best["map@25"])
-    logits = score_cross_encoder(str(ctx.reranker_dir), rows["query_text"], rows["MisconceptionName"], max_length=96)
+    assert w in stages.rerank.ITEM_PRIOR_GRID and table.query("item_prior_weight == @w and alpha == @alpha")[m].iloc[0] == \
+        pytest.approx(best[m])
+    logits = score_cross_encoder(str(ctx.reranker_dir), rows["query_text"], rows["item_text"], max_length=96)
     expected = blend(cands, logits + w * prior, alpha, 5)
     got = res["val"]
-    assert got[["QuestionId_Answer", "MisconceptionId"]].equals(expected[["QuestionId_Answer", "MisconceptionId"]])
+    assert got[["query_id", "item_id"]].equals(expected[["query_id", "item_id"]])
     # the same (weight, alpha) search done out of fold, against retrieval
-    oof = out_of_fold_ap(cands, logits, prior, stages.rerank.ITEM_PRIOR_GRID, ctx.val_pairs, 5, seed=ctx.config["seed"])
-    assert s["gain_out_of_fold"]["gain"] == pytest.approx(oof.mean() - per_query_ap(cands, ctx.val_pairs).mean())
+    oof = out_of_fold_ap(cands, logits, prior, stages.rerank.ITEM_PRIOR_GRID, ctx.val_pairs, 5, seed=ctx.config["seed"],
+                         k=ctx.k)
+    assert s["gain_out_of_fold"]["gain"] == pytest.approx(oof.mean() - per_query_ap(cands, ctx.val_pairs, ctx.k).mean())
     ctx.config["rerank"]["item_prior_weight"] = "strong"
     with pytest.raises(ValueError, match="item_prior_weight 'strong'"):
         stages.rerank.rerank_all(ctx)

@@ -6,6 +6,7 @@ stands in for ``notebooks/``): it logs each execution to ``<round>/ran.txt`` and
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -67,6 +68,8 @@ def test_other_data_or_config_is_refused_before_anything_runs(fake_chain, tmp_pa
     run_chain(out, tiny_data, "v1", 1, fake_chain, verbose=False)
     saved = (out / "run.json").read_text()
     assert '"train.csv"' in saved and '"notebooks"' in saved
+    # every file of the data folder is fingerprinted, keyed by its path relative to the folder
+    assert sorted(json.loads(saved)["data"]) == sorted(p.name for p in tiny_data.iterdir() if p.is_file())
     assert {r.status for r in run_chain(out, tiny_data, "v1", 1, fake_chain, verbose=False)} == {"skipped"}
 
     other = _copy_data(tiny_data, tmp_path / "other_data")
@@ -74,6 +77,11 @@ def test_other_data_or_config_is_refused_before_anything_runs(fake_chain, tmp_pa
     train.head(30).to_csv(other / "train.csv", index=False)
     with pytest.raises(RunFolderError, match=r"other data \(train.csv differ"):
         run_chain(out, other, "v1", 1, fake_chain, verbose=False)
+    extra = _copy_data(tiny_data, tmp_path / "extra_data")  # same csv files, one more (nested) file
+    (extra / "notes").mkdir()
+    (extra / "notes" / "readme.txt").write_text("x")
+    with pytest.raises(RunFolderError, match=r"other data \(notes/readme.txt differ"):
+        run_chain(out, extra, "v1", 1, fake_chain, verbose=False)
     other_config = tmp_path / "other.yaml"
     other_config.write_text(CONFIG.replace("seed: 0", "seed: 1") + "mining: {n: 5}\n")
     with pytest.raises(RunFolderError, match=r"config \(top-level keys that differ: seed, mining\)") as err:
@@ -132,8 +140,8 @@ def test_failing_forced_run_leaves_no_old_submission(fake_chain, tmp_path, tiny_
 # -- 4: submit writes every copy or none -----------------------------------------------------------
 def _ranking(ctx: stages.context.RunContext) -> pd.DataFrame:
     ids = stages.ops.corpus_ids(ctx)[:25]
-    return pd.DataFrame([{"QuestionId_Answer": q, "MisconceptionId": int(m), "rank": i + 1, "score": -i}
-                         for q in ctx.test_pairs["QuestionId_Answer"] for i, m in enumerate(ids)])
+    return pd.DataFrame([{"query_id": q, "item_id": int(m), "rank": i + 1, "score": -i}
+                         for q in ctx.test_pairs["query_id"] for i, m in enumerate(ids)])
 
 
 def test_submit_writes_all_copies_or_none(tmp_path, tiny_data):

@@ -19,7 +19,7 @@ import torch
 from utils.rerank import llm as lr
 from utils import pypi_models as pm
 from utils.config import REPO_ROOT, SAMPLE_DATA_DIR
-from utils.tasks.eedi import load_competition, to_pairs
+from utils.tasks.eedi import corpus_of, load_competition, queries_of
 from utils.retrieval.embed import resolve_model
 from utils.retrieval.icl import SUFFIX, build_icl_queries, format_icl_query
 from utils.lora import attach_lora, load_causal_lm, load_tokenizer
@@ -57,22 +57,23 @@ def tok(smollm2_cache):
 
 
 def eedi_pairs(data_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(labelled pairs, misconceptions) of a competition folder."""
+    """(labelled queries, corpus) of a competition folder, in the task contract (utils/tasks/base.py)."""
     comp = load_competition(data_dir)
-    pairs = to_pairs(comp.train)
-    return pairs[pairs["MisconceptionId"].notna()].reset_index(drop=True), comp.misconceptions
+    pairs = queries_of(comp.train)
+    return pairs[pairs["positives"].map(len) > 0].reset_index(drop=True), corpus_of(comp.misconceptions)
 
 
 def random_candidates(pairs: pd.DataFrame, mis: pd.DataFrame, k: int, seed: int = 0) -> pd.DataFrame:
-    """k candidates per query (the gold among random misconceptions, at a random rank) in the recall format."""
+    """k candidates per query (its positive among random items, at a random rank) in the recall format."""
     rng = np.random.default_rng(seed)
-    ids = mis["MisconceptionId"].to_numpy()
+    ids = mis["item_id"].to_numpy()
     rows = []
-    for q, gold in zip(pairs["QuestionId_Answer"], pairs["MisconceptionId"].astype(int)):
+    for q, positives in zip(pairs["query_id"], pairs["positives"]):
+        gold = int(positives[0])  # Eedi: one positive per query
         cands = [c for c in rng.choice(ids, size=k + 1, replace=False) if c != gold][: k - 1]
         cands.insert(int(rng.integers(k)), gold)
         rows += [(q, int(c), r + 1, 1.0 - r / k) for r, c in enumerate(cands)]
-    return pd.DataFrame(rows, columns=["QuestionId_Answer", "MisconceptionId", "rank", "score"])
+    return pd.DataFrame(rows, columns=["query_id", "item_id", "rank", "score"])
 
 
 @pytest.fixture(scope="module")
@@ -116,14 +117,14 @@ def test_answer_tokens_are_single_tokens(tok):
 def test_prompt_templates_render_and_truncation_keeps_the_candidate(tok, eedi):
     pairs, mis = eedi
     row = pairs.iloc[0].to_dict()
-    name = mis["MisconceptionName"].iloc[0]
+    name = mis["item_text"].iloc[0]
     head = lr.query_block(row)
     assert head == (f"Subject: {row['SubjectName']}\nConstruct: {row['ConstructName']}\n"
                     f"Question: {row['QuestionText']}\nCorrect answer: {row['CorrectAnswerText']}\n"
                     f"Wrong answer: {row['AnswerText']}\n")
     point = lr.pointwise_tail(name)
     assert point == f"Misconception: {name}\nDoes this misconception explain the wrong answer?\nAnswer:"
-    options = mis["MisconceptionName"].iloc[:4].tolist()
+    options = mis["item_text"].iloc[:4].tolist()
     listwise = lr.listwise_tail(options)
     assert listwise.startswith("Options:\nA. " + options[0] + "\nB. ") and f"\nD. {options[3]}\n" in listwise
     for tail in (point, listwise):
@@ -140,11 +141,11 @@ def test_prompt_templates_render_and_truncation_keeps_the_candidate(tok, eedi):
 def test_icl_prompt_renders_with_the_real_tokenizer(tok, eedi):
     pairs, mis = eedi
     texts = build_icl_queries(pairs.iloc[:2], pairs.iloc[2:], mis, k=2)
-    names = dict(zip(mis["MisconceptionId"], mis["MisconceptionName"]))
+    names = dict(zip(mis["item_id"], mis["item_text"]))
     bare = [format_icl_query(q, []) for q in pairs["query_text"].iloc[:2]]  # "<instruct>…\n<query>…\n<response>"
     assert texts[0].endswith(bare[0]) and texts[0].endswith(SUFFIX)
     assert texts[0].count("<instruct>") == 3 and texts[0].count("<response>") == 3
-    assert sum(names[int(m)] in texts[0] for m in pairs["MisconceptionId"].iloc[2:]) >= 1
+    assert sum(names[int(p[0])] in texts[0] for p in pairs["positives"].iloc[2:]) >= 1
     for text, query in zip(texts, bare):
         ids = tok(text, add_special_tokens=False)["input_ids"]
         assert tok.decode(ids) == text

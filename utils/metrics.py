@@ -1,61 +1,68 @@
-"""Ranking metrics as the Eedi competition defines them.
+"""Ranking metrics: MAP@k and Recall@k over any number of relevant ids per query.
 
-MAP@K with one relevant id per query reduces to the mean of 1/rank of the gold id
-(0 when it is not in the top K). Written here (vectorised numpy) rather than via ranx
-because it runs in every notebook and must not pull numba's compile time in; the tests
-check it against ranx.
+AP@k = sum of precision@i at each relevant hit i <= k, divided by min(#relevant, k) (Kaggle's
+definition; ranx divides by #relevant, the same whenever a query has at most k relevant ids).
+With one relevant id per query (Eedi) MAP@k is the mean of 1/rank of the gold id (0 when it is
+not in the top k). Recall@k is the share of a query's relevant ids in its top k. Written here
+rather than via ranx because it runs in every notebook and must not pull numba's compile time
+in; the tests check it against ranx.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
 
-QUERY = "QuestionId_Answer"
-ITEM = "MisconceptionId"
+QUERY = "query_id"
+ITEM = "item_id"
+GOLD = "positives"  # tuple of relevant item ids per query (empty: unlabelled)
 
 
-def gold_ranks(predictions: Sequence[Sequence[int]] | np.ndarray, gold: Sequence[int]) -> np.ndarray:
-    """1-based rank of each gold id in its prediction list, 0 where absent."""
-    ranks = np.zeros(len(gold), dtype=np.int64)
-    for i, (pred, g) in enumerate(zip(predictions, gold)):
-        hits = np.flatnonzero(np.asarray(pred) == g)
-        if hits.size:
-            ranks[i] = hits[0] + 1
-    return ranks
+def _as_set(gold) -> set[int]:
+    if isinstance(gold, (int, np.integer)):
+        return {int(gold)}
+    return {int(g) for g in gold}
 
 
-def apk(pred: Sequence[int], gold: int, k: int = 25) -> float:
-    """Average precision at k for one query with one relevant item (Kaggle's definition).
+def labelled(pairs: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a query table that have at least one relevant id."""
+    return pairs[[len(g) > 0 for g in pairs[GOLD]]] if len(pairs) else pairs
+
+
+def apk(pred: Sequence[int], gold: int | Iterable[int], k: int = 25) -> float:
+    """Average precision at k of one query (``gold``: its relevant id or ids).
 
     Duplicate predictions are counted once, at their first position.
     """
+    relevant = _as_set(gold)
+    if not relevant:
+        return 0.0
     seen: set[int] = set()
     score, hits = 0.0, 0
     for i, p in enumerate(list(pred)[:k]):
-        if p == gold and p not in seen:
+        if p in relevant and p not in seen:
             hits += 1
             score += hits / (i + 1.0)
         seen.add(p)
-    return score  # one relevant item: divide by min(1, k) = 1
+    return score / min(len(relevant), k)
 
 
-def map_at_k(predictions: Sequence[Sequence[int]], gold: Sequence[int], k: int = 25) -> float:
-    """Mean average precision at k, one relevant id per query."""
+def map_at_k(predictions: Sequence[Sequence[int]], gold: Sequence, k: int = 25) -> float:
+    """Mean average precision at k (``gold``: one id or a collection of ids per query)."""
     if len(predictions) != len(gold):
-        raise ValueError(f"{len(predictions)} prediction lists for {len(gold)} gold ids")
+        raise ValueError(f"{len(predictions)} prediction lists for {len(gold)} gold entries")
     if len(gold) == 0:
         return float("nan")
     return float(np.mean([apk(p, g, k) for p, g in zip(predictions, gold)]))
 
 
-def recall_at_k(predictions: Sequence[Sequence[int]], gold: Sequence[int], k: int) -> float:
-    """Share of queries whose gold id is in the top k."""
+def recall_at_k(predictions: Sequence[Sequence[int]], gold: Sequence, k: int) -> float:
+    """Mean over queries of the share of their relevant ids in the top k."""
     if len(gold) == 0:
         return float("nan")
-    return float(np.mean([g in list(p)[:k] for p, g in zip(predictions, gold)]))
+    return float(np.mean([len(_as_set(g) & set(list(p)[:k])) / len(_as_set(g)) for p, g in zip(predictions, gold)]))
 
 
 def ranking_lists(ranking: pd.DataFrame, queries: Sequence[str]) -> list[list[int]]:
@@ -65,35 +72,40 @@ def ranking_lists(ranking: pd.DataFrame, queries: Sequence[str]) -> list[list[in
     return [grouped.get(q, []) for q in queries]
 
 
-def evaluate(ranking: pd.DataFrame, pairs: pd.DataFrame, ks: Sequence[int] = (1, 5, 10, 25, 50, 100)) -> dict:
-    """MAP@25 and Recall@k of a ranking over the labelled rows of ``pairs``."""
-    labelled = pairs[pairs[ITEM].notna()]
-    queries = labelled[QUERY].tolist()
-    gold = labelled[ITEM].astype(int).tolist()
+def evaluate(ranking: pd.DataFrame, pairs: pd.DataFrame, ks: Sequence[int] = (1, 5, 10, 25, 50, 100), k: int = 25) -> dict:
+    """MAP@k (key ``map@<k>``) and Recall@ks of a ranking over the labelled rows of ``pairs``."""
+    lab = labelled(pairs)
+    queries = lab[QUERY].tolist()
+    gold = lab[GOLD].tolist()
     preds = ranking_lists(ranking, queries)
-    out = {"n_queries": len(queries), "map@25": map_at_k(preds, gold, 25)}
-    for k in ks:
-        out[f"recall@{k}"] = recall_at_k(preds, gold, k)
+    out = {"n_queries": len(queries), f"map@{k}": map_at_k(preds, gold, k)}
+    for kk in sorted(set(ks) | {k}):
+        out[f"recall@{kk}"] = recall_at_k(preds, gold, kk)
     return out
 
 
 def recall_curve(ranking: pd.DataFrame, pairs: pd.DataFrame, max_k: int = 100) -> pd.Series:
     """Recall@k for k = 1..max_k (index k)."""
-    labelled = pairs[pairs[ITEM].notna()]
-    preds = ranking_lists(ranking, labelled[QUERY].tolist())
-    ranks = gold_ranks([p[:max_k] for p in preds], labelled[ITEM].astype(int).tolist())
+    lab = labelled(pairs)
+    preds = ranking_lists(ranking, lab[QUERY].tolist())
     ks = np.arange(1, max_k + 1)
-    if len(ranks) == 0:
+    if len(preds) == 0:
         return pd.Series(np.nan, index=ks, name="recall")
-    found = ranks[ranks > 0]
-    return pd.Series([(found <= k).sum() / len(ranks) for k in ks], index=ks, name="recall")
+    found = np.zeros(max_k + 1)  # found[r]: summed share of relevant ids first hit at rank r
+    for p, g in zip(preds, lab[GOLD].tolist()):
+        relevant, seen = _as_set(g), set()
+        for r, item in enumerate(list(p)[:max_k], start=1):
+            if item in relevant and item not in seen:
+                found[r] += 1.0 / len(relevant)
+            seen.add(item)
+    return pd.Series(np.cumsum(found)[1:] / len(preds), index=ks, name="recall")
 
 
 def per_query_ap(ranking: pd.DataFrame, pairs: pd.DataFrame, k: int = 25) -> np.ndarray:
     """AP@k of each labelled row of ``pairs`` (in its order); their mean is ``evaluate``'s MAP@k."""
-    labelled = pairs[pairs[ITEM].notna()]
-    preds = ranking_lists(ranking, labelled[QUERY].tolist())
-    return np.array([apk(p, g, k) for p, g in zip(preds, labelled[ITEM].astype(int).tolist())], dtype=np.float64)
+    lab = labelled(pairs)
+    preds = ranking_lists(ranking, lab[QUERY].tolist())
+    return np.array([apk(p, g, k) for p, g in zip(preds, lab[GOLD].tolist())], dtype=np.float64)
 
 
 def bootstrap_means(values: np.ndarray, groups: Sequence | None, n_boot: int, rng: np.random.Generator) -> np.ndarray:

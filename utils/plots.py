@@ -11,13 +11,14 @@ import pandas as pd
 from utils.metrics import recall_curve
 
 
-def recall_curves(rankings: Mapping[str, pd.DataFrame], pairs: pd.DataFrame, max_k: int = 100, title: str = "Recall@K"):
-    """One Recall@K line per named ranking."""
+def recall_curves(rankings: Mapping[str, pd.DataFrame], pairs: pd.DataFrame, max_k: int = 100, title: str = "Recall@K",
+                  k: int = 25):
+    """One Recall@K line per named ranking; a dashed line at the metric's cut-off ``k``."""
     fig, ax = plt.subplots(figsize=(6, 4))
     for name, ranking in rankings.items():
         curve = recall_curve(ranking, pairs, max_k)
         ax.plot(curve.index, curve.values, label=name)
-    ax.axvline(25, color="grey", lw=0.8, ls="--")
+    ax.axvline(k, color="grey", lw=0.8, ls="--")
     ax.set(xlabel="K", ylabel="recall", title=title, ylim=(0, 1))
     ax.grid(alpha=0.3)
     ax.legend()
@@ -25,10 +26,10 @@ def recall_curves(rankings: Mapping[str, pd.DataFrame], pairs: pd.DataFrame, max
     return fig
 
 
-def metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("map@25", "recall@25"), title: str = ""):
-    """Grouped bars: rows of ``table`` (index = model) by metric columns."""
+def metric_bars(table: pd.DataFrame, metrics: Sequence[str] | None = None, title: str = "", k: int = 25):
+    """Grouped bars: rows of ``table`` (index = model) by metric columns (default MAP@k, Recall@k)."""
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    table[list(metrics)].plot.bar(ax=ax, rot=0)
+    table[list(metrics or (f"map@{k}", f"recall@{k}"))].plot.bar(ax=ax, rot=0)
     ax.set(title=title, ylim=(0, 1))
     for cont in ax.containers:
         ax.bar_label(cont, fmt="%.3f", fontsize=8)
@@ -36,16 +37,16 @@ def metric_bars(table: pd.DataFrame, metrics: Sequence[str] = ("map@25", "recall
     return fig
 
 
-def per_group_bars(before: pd.DataFrame, after: pd.DataFrame, column: str = "SubjectName", top: int = 15):
-    """MAP@25 per group (e.g. subject) before vs after, for the ``top`` largest groups."""
+def per_group_bars(before: pd.DataFrame, after: pd.DataFrame, column: str = "SubjectName", top: int = 15, k: int = 25):
+    """MAP@k per group (e.g. subject) before vs after, for the ``top`` largest groups."""
     merged = before.merge(after, on=[column, "n"], suffixes=(" before", " after")).head(top)
     fig, ax = plt.subplots(figsize=(7, 0.35 * len(merged) + 1.5))
     y = np.arange(len(merged))
-    ax.barh(y - 0.2, merged["map@25 before"], 0.4, label="before")
-    ax.barh(y + 0.2, merged["map@25 after"], 0.4, label="after")
+    ax.barh(y - 0.2, merged[f"map@{k} before"], 0.4, label="before")
+    ax.barh(y + 0.2, merged[f"map@{k} after"], 0.4, label="after")
     ax.set_yticks(y, [f"{s[:35]} (n={n})" for s, n in zip(merged[column], merged["n"])], fontsize=8)
     ax.invert_yaxis()
-    ax.set(xlabel="MAP@25", title=f"MAP@25 by {column}")
+    ax.set(xlabel=f"MAP@{k}", title=f"MAP@{k} by {column}")
     ax.legend()
     fig.tight_layout()
     return fig

@@ -22,14 +22,21 @@ from utils.stages.mine_hn import mine
 pd.set_option("display.max_colwidth", 80)
 ctx = load_context(run_dir, data_dir, split, round_idx, config_path, model)
 print(f"split={ctx.split} round={ctx.round_idx}: {len(ctx.train_pairs)} labelled train pairs, "
-      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions")
+      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.corpus)} candidates (task {ctx.task.name}, MAP@{ctx.k})")
 
 # %%
 from utils.splits import unseen_share
-display(ctx.pairs.groupby('fold').agg(pairs=('QuestionId_Answer', 'size'), labelled=('MisconceptionId', 'count'), questions=('QuestionId', 'nunique')))
-print(f"validation pairs whose misconception is unseen in training: {unseen_share(load_split(ctx), ctx.pairs):.1%}")
+display(ctx.pairs.assign(labelled=ctx.pairs['positives'].map(len) > 0, positives=ctx.pairs['positives'].map(len))
+        .groupby('fold').agg(queries=('query_id', 'size'), labelled=('labelled', 'sum'), positives=('positives', 'sum'),
+                             groups=('group', 'nunique')))
+print(f"validation queries none of whose positives occurs in training (Eedi: unseen misconceptions): {unseen_share(load_split(ctx), ctx.pairs):.1%}")
 print('mining model:', ctx.mining_model)
 print('mining settings:', ctx.config['mining'])
+
+# %%
+from utils.stages.ops import length_stats
+print('token lengths of the training queries and the corpus (set train.max_query_length / max_passage_length from these):')
+display(length_stats(ctx, ctx.embedder('mining')).round(2))
 
 # %%
 records, stats = mine(ctx)

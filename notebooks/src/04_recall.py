@@ -23,17 +23,17 @@ from utils.stages.recall import recall_candidates
 pd.set_option("display.max_colwidth", 80)
 ctx = load_context(run_dir, data_dir, split, round_idx, config_path, model)
 print(f"split={ctx.split} round={ctx.round_idx}: {len(ctx.train_pairs)} labelled train pairs, "
-      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions")
+      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.corpus)} candidates (task {ctx.task.name}, MAP@{ctx.k})")
 
 # %%
 from utils.retrieval.recall import search_backend
 print('search backend:', search_backend(), '| k =', ctx.config['recall']['k'])
 candidates = recall_candidates(ctx)
-pd.Series({k: v['QuestionId_Answer'].nunique() for k, v in candidates.items()}, name='queries')
+pd.Series({k: v['query_id'].nunique() for k, v in candidates.items()}, name='queries')
 
 # %%
 if not ctx.val_pairs.empty:
-    display(pd.Series(evaluate(candidates['val'], ctx.val_pairs)).to_frame('validation').round(4))
+    display(pd.Series(evaluate(candidates['val'], ctx.val_pairs, k=ctx.k)).to_frame('validation').round(4))
     plots.recall_curves({'fine-tuned': candidates['val']}, ctx.val_pairs, title='candidate recall');
 
 # %%

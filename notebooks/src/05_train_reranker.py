@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 05 · Train the reranker
 #
-# Build training groups from recall on the training questions (the gold plus hard negatives from the top-K; the gold injected where recall missed it). `rerank.candidates` picks the recall: `current` (this round's embedder, which was trained on these questions), `mining` or `crossfit` (out-of-fold embedders, so the candidates look like those of unseen questions). then fine-tune the reranker the config names: a cross-encoder (the default: initialised from this round's fine-tuned embedder, a mean-pooled scoring head; on CPU cut to 3 layers), or an LLM (pointwise yes/no or listwise lettered options) with LoRA — QLoRA 4-bit on a GPU. Output: `reranker/`.
+# Build training groups from recall on the training questions (one group per positive: the positive plus hard negatives from the top-K, never another positive; a positive injected where recall missed it). `rerank.candidates` picks the recall: `current` (this round's embedder, which was trained on these questions) or `mining` (the model this round mined with). Then fine-tune the reranker the config names: a cross-encoder (the default: initialised from this round's fine-tuned embedder, a mean-pooled scoring head; on CPU cut to 3 layers), or an LLM (pointwise yes/no or listwise lettered options) with LoRA — QLoRA 4-bit on a GPU. Output: `reranker/`.
 
 # %% tags=["parameters"]
 # Parameters (papermill injects these; edit them to explore in Jupyter)
@@ -22,11 +22,11 @@ from utils.stages.train_reranker import rerank_config, reranker_lengths, reranke
 pd.set_option("display.max_colwidth", 80)
 ctx = load_context(run_dir, data_dir, split, round_idx, config_path, model)
 print(f"split={ctx.split} round={ctx.round_idx}: {len(ctx.train_pairs)} labelled train pairs, "
-      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions")
+      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.corpus)} candidates (task {ctx.task.name}, MAP@{ctx.k})")
 
 # %%
 rc = rerank_config(ctx)
-print({k: rc[k] for k in ('family', 'model', 'candidates', 'head', 'num_layers', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length', 'retrieval_weight', 'item_bias_l2')})
+print({k: rc[k] for k in ('family', 'model', 'candidates', 'head', 'num_layers', 'top_k', 'n_negatives', 'epochs', 'lr', 'max_length', 'item_bias_l2')})
 
 # %%
 result = train_reranker(ctx)

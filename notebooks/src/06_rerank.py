@@ -22,7 +22,7 @@ from utils.stages.rerank import rerank_all
 pd.set_option("display.max_colwidth", 80)
 ctx = load_context(run_dir, data_dir, split, round_idx, config_path, model)
 print(f"split={ctx.split} round={ctx.round_idx}: {len(ctx.train_pairs)} labelled train pairs, "
-      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions")
+      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.corpus)} candidates (task {ctx.task.name}, MAP@{ctx.k})")
 
 # %%
 res = rerank_all(ctx)
@@ -33,7 +33,7 @@ if 'summary' in res:
     s = res['summary']
     table = pd.DataFrame({k: s[k] for k in ('retrieval', 'reranker_only', 'reranked')}).T
     g = s['gain_ci']
-    print(f"MAP@25 gain over retrieval: {g['gain']:+.4f} (95% bootstrap interval over questions "
+    print(f"MAP@{ctx.k} gain over retrieval: {g['gain']:+.4f} (95% bootstrap interval over questions "
           f"{g['lo']:+.4f} .. {g['hi']:+.4f}; optimistic when alpha was tuned on these pairs)")
     if 'gain_out_of_fold' in s:
         o = s['gain_out_of_fold']
@@ -43,8 +43,8 @@ if 'summary' in res:
 
 # %%
 if 'summary' in res:
-    plots.metric_bars(table, title='validation: retrieval vs reranked')
-    plots.recall_curves({'retrieval': res['candidates_val'], 'reranked': res['val']}, ctx.val_pairs, max_k=50);
+    plots.metric_bars(table, k=ctx.k, title='validation: retrieval vs reranked')
+    plots.recall_curves({'retrieval': res['candidates_val'], 'reranked': res['val']}, ctx.val_pairs, max_k=50, k=ctx.k);
 
 # %%
 if 'blend_table' in res:

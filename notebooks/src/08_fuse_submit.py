@@ -1,7 +1,7 @@
 # %% [markdown]
 # # 08 · Fuse and submit
 #
-# Fuse the rankings of this and earlier rounds (each round's reranked ranking if `06_rerank` ran, else its recall) by RRF, rank average or score sum, with weights tuned on validation (`fusion.method: auto` keeps the best method); then write a validated `submission.csv` (25 ids per wrong answer in `test.csv`) into the round, the run folder and `submissions/<run>/`.
+# Fuse the rankings of this and earlier rounds (each round's reranked ranking if `06_rerank` ran, else its recall) by RRF, rank average or score sum, with weights tuned on validation (`fusion.method: auto` keeps the best method); then write the task's validated submission (Eedi: `submission.csv`, 25 ids per wrong answer in `test.csv`) into the round, the run folder and `submissions/<run>/`.
 
 # %% tags=["parameters"]
 # Parameters (papermill injects these; edit them to explore in Jupyter)
@@ -23,7 +23,7 @@ from utils.stages.fuse_submit import fuse_rounds, submit
 pd.set_option("display.max_colwidth", 80)
 ctx = load_context(run_dir, data_dir, split, round_idx, config_path, model)
 print(f"split={ctx.split} round={ctx.round_idx}: {len(ctx.train_pairs)} labelled train pairs, "
-      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions")
+      f"{len(ctx.val_pairs)} validation pairs, {len(ctx.test_pairs)} test pairs, {len(ctx.corpus)} candidates (task {ctx.task.name}, MAP@{ctx.k})")
 
 # %%
 res = fuse_rounds(ctx)
@@ -32,20 +32,20 @@ print('method:', res['method'], '| weights:', [round(w, 3) for w in res['weights
 if res['singles']:
     table = pd.DataFrame(res['singles']).T
     if res['val'] is not None and len(res['inputs']) > 1:
-        table.loc[res['source']] = evaluate(res['val'], ctx.val_pairs)
-    display(table[['map@25', 'recall@25', 'recall@100']].round(4))
+        table.loc[res['source']] = evaluate(res['val'], ctx.val_pairs, k=ctx.k)
+    display(table[[f'map@{ctx.k}', f'recall@{ctx.k}', 'recall@100']].round(4))
 
 # %%
 if res['singles']:
-    final = evaluate(res['val'], ctx.val_pairs)
+    final = evaluate(res['val'], ctx.val_pairs, k=ctx.k)
     ctx.metrics('08_fuse_submit', {'final': final, 'source': res['source'], 'method': res['method'],
                                   'weights': res['weights'], 'inputs': res['inputs']})
-    plots.metric_bars(table, title='validation: rounds and fusion');
+    plots.metric_bars(table, k=ctx.k, title='validation: rounds and fusion');
 
 # %%
 path = submit(ctx, res['test']) if res['test'] is not None else None
 print('submission:', path)
-pd.read_csv(path).head() if path else None
+print(''.join(path.read_text().splitlines(True)[:5]) if path else '')
 
 # %% [markdown]
 # When this round belongs to a CV run (`--split cv`), the pooled out-of-fold table over the folds finished so far (every labelled pair scored once, by the fold that held it out; 95% bootstrap interval over questions). The choices made out of fold are in `<out>/cv.md` once all folds finish.

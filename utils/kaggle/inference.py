@@ -37,7 +37,6 @@ import pandas as pd
 from utils import io
 from utils import stages
 from utils.config import REPO_ROOT, dump_config, load_config
-from utils.tasks.eedi import load_competition, to_pairs
 
 UTILS_DIR = Path(__file__).resolve().parent.parent  # the whole utils package
 INFERENCE_NOTEBOOK = REPO_ROOT / "notebooks" / "kaggle_inference.ipynb"
@@ -260,8 +259,8 @@ def export_context(run_dir: str | os.PathLike, round_idx: int | None = None) -> 
     ``run_dir``: the run folder (``runs/v1``, holding ``round_<r>/``) or a round folder itself;
     ``round_idx`` defaults to the last round with an embedder. No data is loaded and nothing is written.
     """
-    from utils.tasks.eedi import Competition
     from utils.splits import SPLITS
+    from utils.tasks import TaskData, get_task
 
     run_dir = stages.context.from_root(run_dir)
     if re.fullmatch(r"round_\d+", run_dir.name) and round_idx in (None, int(run_dir.name.split("_")[1])):
@@ -283,10 +282,10 @@ def export_context(run_dir: str | os.PathLike, round_idx: int | None = None) -> 
     cfg = load_config(config_path)
     params = _round_parameters(round_dir)
     split = params.get("split") or (run_dir.name if run_dir.name in SPLITS else "unknown")
-    empty = pd.DataFrame(columns=["QuestionId_Answer", "QuestionId", "MisconceptionId", "fold"])
-    comp = Competition(Path(params.get("data_dir") or "."), empty, pd.DataFrame(columns=["MisconceptionId", "MisconceptionName"]))
-    return stages.context.RunContext(round_dir, split, round_idx, cfg, comp, empty, empty,
-                        params.get("model") or cfg["embedder"]["model"])
+    empty = pd.DataFrame(columns=["query_id", "group", "query_text", "positives", "fold"])
+    data = TaskData(Path(params.get("data_dir") or "."), empty, pd.DataFrame(columns=["item_id", "item_text", "raw_id"]))
+    return stages.context.RunContext(round_dir, split, round_idx, cfg, get_task(cfg["data"]["task"]), data, empty, empty,
+                                     params.get("model") or cfg["embedder"]["model"])
 
 
 def export(
@@ -341,19 +340,24 @@ def inference_context(
     out_dir: str | os.PathLike,
     config_path: str | os.PathLike | None = None,
 ) -> InferenceContext:
-    """Config (``config_path``, else ``models_dir/config.yaml``, else defaults) + the competition."""
+    """Config (``config_path``, else ``models_dir/config.yaml``, else defaults) + the task's data (test required)."""
     models_dir, out_dir = Path(models_dir), Path(out_dir)
     if not (models_dir / "embedder").is_dir():
         raise FileNotFoundError(f"{models_dir / 'embedder'}: no embedder (models_dir must hold embedder/ [+ reranker/])")
     if config_path is None and (models_dir / "config.yaml").is_file():
         config_path = models_dir / "config.yaml"
+    from utils.tasks import get_task
+    from utils.tasks.base import format_queries
+
     cfg = load_config(config_path)
-    comp = load_competition(data_dir, require_test=True)
+    task = get_task(cfg["data"]["task"])
+    data = task.load(Path(data_dir), require_test=True)
+    pairs, test_pairs = data.queries.copy(), data.test.copy()
     template = cfg["data"]["query_template"]
-    pairs = to_pairs(comp.train, template)
-    pairs["fold"] = "train"  # every labelled pair may serve as an in-context example
-    test_pairs = to_pairs(comp.test, template)
-    return InferenceContext(run_dir=out_dir, split="full", round_idx=1, config=cfg, comp=comp, pairs=pairs,
+    if template:
+        pairs["query_text"], test_pairs["query_text"] = format_queries(pairs, template), format_queries(test_pairs, template)
+    pairs["fold"] = "train"  # every labelled query may serve as an in-context example
+    return InferenceContext(run_dir=out_dir, split="full", round_idx=1, config=cfg, task=task, data=data, pairs=pairs,
                             test_pairs=test_pairs, base_model=cfg["embedder"]["model"],
                             extra={"models_dir": str(models_dir)})
 
@@ -365,14 +369,14 @@ def infer(
     config_path: str | os.PathLike | None = None,
     verbose: bool = True,
 ) -> Path:
-    """Predict test.csv with packed models (no training); write and validate ``out_dir/submission.csv``.
+    """Predict the test queries with packed models (no training); write and validate the task's submission
+    (Eedi: ``out_dir/submission.csv``).
 
     Recall top-K with ``models_dir/embedder``; when ``models_dir/reranker`` exists, rerank the
     head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one).
     """
     from utils.retrieval.embed import describe_dtype
     from utils.rerank.blend import final_ranking
-    from utils.tasks.eedi import write_submission
 
     ctx = inference_context(data_dir, models_dir, out_dir, config_path)
     cfg = ctx.config
@@ -382,7 +386,7 @@ def infer(
     k = max(cfg["recall"]["k"], k_sub, rc["top_k"] if rc else 0)
     say = print if verbose else (lambda *a, **kw: None)
     say(describe_dtype())  # Kaggle's T4 / P100 have no bf16: fp16 there
-    say(f"{len(ctx.test_pairs)} test pairs, {len(ctx.misconceptions)} misconceptions; recall top-{k} with {ctx.embedder_dir}")
+    say(f"{len(ctx.test_pairs)} test queries, {len(ctx.corpus)} candidates; recall top-{k} with {ctx.embedder_dir}")
     emb = ctx.embedder("current")
     ranking = stages.ops.rank(ctx, emb, ctx.test_pairs, k=k)
     del emb
@@ -399,7 +403,7 @@ def infer(
             scores = scores + prior_weight * stages.rerank.reranker_item_prior(ctx, ranking)
         ranking = final_ranking(ranking, scores, alpha, rc["top_k"])
         _free_memory()
-    out = write_submission(ranking, ctx.test_pairs["QuestionId_Answer"].tolist(), stages.ops.corpus_ids(ctx).tolist(),
-                           Path(out_dir) / "submission.csv", k_sub)
+    out = ctx.task.write_submission(ranking, ctx.data, Path(out_dir) / ctx.task.submission_file)
+    ctx.task.validate_submission(out, ctx.data)
     say(f"submission: {out}")
     return out

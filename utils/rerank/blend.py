@@ -12,10 +12,10 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from utils.metrics import evaluate, per_query_ap
+from utils.metrics import evaluate, labelled, per_query_ap
 
-QUERY = "QuestionId_Answer"
-ITEM = "MisconceptionId"
+QUERY = "query_id"
+ITEM = "item_id"
 DEFAULT_GRID = tuple(np.round(np.linspace(0.0, 1.0, 11), 2))
 
 
@@ -48,7 +48,7 @@ def _reorder(candidates: pd.DataFrame, head_mask: np.ndarray, head_scores: np.nd
 def rerank(candidates: pd.DataFrame, scores: np.ndarray, top_k: int = 25) -> pd.DataFrame:
     """Reorder each query's top-``top_k`` candidates by ``scores``; the tail keeps its order.
 
-    Returns a ranking table (``QuestionId_Answer``, ``MisconceptionId``, ``rank`` renumbered
+    Returns a ranking table (``query_id``, ``item_id``, ``rank`` renumbered
     1..n, ``score`` = reranker score in the head, retrieval score in the tail).
     """
     mask, s = _head_scores(candidates, scores, top_k)
@@ -112,20 +112,22 @@ def tune_blend(
     top_k: int = 25,
     grid: Sequence[float] = DEFAULT_GRID,
     norm: str = "zscore",
+    k: int = 25,
 ) -> tuple[float, float, pd.DataFrame]:
-    """Pick the ``alpha`` in ``grid`` (0 and 1 always added) maximising MAP@25 on labelled ``pairs``.
+    """Pick the ``alpha`` in ``grid`` (0 and 1 always added) maximising MAP@k on labelled ``pairs``.
 
-    Returns ``(best_alpha, best_map, table)`` with one row per alpha (``alpha``, ``map@25``,
+    Returns ``(best_alpha, best_map, table)`` with one row per alpha (``alpha``, ``map@<k>``,
     ``recall@1``); ties go to the smaller alpha (the cheaper, retrieval-leaning choice).
     """
     alphas = sorted({float(a) for a in grid} | {0.0, 1.0})
     rows = []
+    m_key = f"map@{k}"
     for a in alphas:
-        m = evaluate(blend(candidates, rerank_scores, a, top_k, norm), pairs, ks=(1,))
-        rows.append({"alpha": a, "map@25": m["map@25"], "recall@1": m["recall@1"]})
+        m = evaluate(blend(candidates, rerank_scores, a, top_k, norm), pairs, ks=(1,), k=k)
+        rows.append({"alpha": a, m_key: m[m_key], "recall@1": m["recall@1"]})
     table = pd.DataFrame(rows)
-    best = table.loc[table["map@25"].idxmax()]  # idxmax returns the first (smallest) alpha on ties
-    return float(best["alpha"]), float(best["map@25"]), table
+    best = table.loc[table[m_key].idxmax()]  # idxmax returns the first (smallest) alpha on ties
+    return float(best["alpha"]), float(best[m_key]), table
 
 
 def final_ranking(candidates: pd.DataFrame, scores: np.ndarray, alpha: float, top_k: int = 25) -> pd.DataFrame:
@@ -135,22 +137,22 @@ def final_ranking(candidates: pd.DataFrame, scores: np.ndarray, alpha: float, to
 
 def tune_prior_and_blend(
     candidates: pd.DataFrame, scores: np.ndarray, prior: np.ndarray, weights: Sequence[float],
-    pairs: pd.DataFrame, top_k: int = 25, alpha: float | None = None,
+    pairs: pd.DataFrame, top_k: int = 25, alpha: float | None = None, k: int = 25,
 ) -> tuple[float, float, float, pd.DataFrame | None]:
     """Best (prior weight, alpha) for the score ``scores + weight * prior`` on labelled ``pairs``.
 
     ``alpha=None`` tunes the blend for every weight (``tune_blend``); a number keeps it fixed.
-    Ties keep the smaller weight. Returns ``(weight, alpha, map@25, table)``; ``table`` (one row
+    Ties keep the smaller weight. Returns ``(weight, alpha, map@k, table)``; ``table`` (one row
     per weight and alpha) only when alpha was tuned.
     """
     scores, prior = np.asarray(scores, np.float64), np.asarray(prior, np.float64)
     tables, best = [], None
     for w in weights:
         if alpha is None:
-            a, m, table = tune_blend(candidates, scores + w * prior, pairs, top_k)
+            a, m, table = tune_blend(candidates, scores + w * prior, pairs, top_k, k=k)
             tables.append(table.assign(item_prior_weight=w) if len(weights) > 1 else table)
         else:
-            a, m = alpha, evaluate(final_ranking(candidates, scores + w * prior, alpha, top_k), pairs)["map@25"]
+            a, m = alpha, evaluate(final_ranking(candidates, scores + w * prior, alpha, top_k), pairs, k=k)[f"map@{k}"]
         if best is None or m > best[2] + 1e-12:
             best = (float(w), float(a), float(m))
     return (*best, pd.concat(tables, ignore_index=True) if tables else None)
@@ -167,18 +169,18 @@ def _spread(candidates: pd.DataFrame, scores: np.ndarray, top_k: int) -> np.ndar
 def out_of_fold_ap(
     candidates: pd.DataFrame, scores: np.ndarray, prior: np.ndarray, weights: Sequence[float],
     pairs: pd.DataFrame, top_k: int = 25, alpha: float | None = None,
-    folds: int = 2, repeats: int = 5, seed: int = 0,
+    folds: int = 2, repeats: int = 5, seed: int = 0, k: int = 25,
 ) -> np.ndarray:
-    """Per-pair AP@25 (``pairs`` order) of ``tune_prior_and_blend``'s choice made out of fold.
+    """Per-query AP@k (``pairs`` order) of ``tune_prior_and_blend``'s choice made out of fold.
 
-    Questions are dealt into ``folds``; each fold is ranked with the (weight, alpha) tuned on the
+    Groups (questions) are dealt into ``folds``; each fold is ranked with the (weight, alpha) tuned on the
     other folds' questions, and AP is averaged over ``repeats`` random deals. Its mean estimates
     what the tuned blend gains on new questions, without the optimism of tuning and scoring on
     the same pairs. (Written here because the choice spans two knobs and whole questions.)
     """
-    pairs = pairs[pairs[ITEM].notna()].reset_index(drop=True)
+    pairs = labelled(pairs).reset_index(drop=True)
     rows_s, rows_p = _spread(candidates, scores, top_k), _spread(candidates, prior, top_k)
-    qids = pairs["QuestionId"].to_numpy()
+    qids = pairs["group"].to_numpy()
     question_of = dict(zip(pairs[QUERY], qids))
     questions = np.unique(qids)
     if len(questions) < folds:
@@ -193,7 +195,7 @@ def out_of_fold_ap(
         for f in range(folds):
             fit, held = cand_fold != f, cand_fold == f
             w, a, _, _ = tune_prior_and_blend(candidates[fit], rows_s[fit], rows_p[fit], weights,
-                                              pairs[pair_fold != f], top_k, alpha)
+                                              pairs[pair_fold != f], top_k, alpha, k)
             ranked = final_ranking(candidates[held], rows_s[held] + w * rows_p[held], a, top_k)
-            total[pair_fold == f] += per_query_ap(ranked, pairs[pair_fold == f])
+            total[pair_fold == f] += per_query_ap(ranked, pairs[pair_fold == f], k)
     return total / repeats

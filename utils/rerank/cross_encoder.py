@@ -47,8 +47,8 @@ import pandas as pd
 
 from utils.io import atomic_dir
 
-QUERY = "QuestionId_Answer"
-NAME = "MisconceptionName"
+QUERY = "query_id"
+NAME = "item_text"
 logger = logging.getLogger(__name__)
 
 
@@ -241,15 +241,12 @@ def fit_item_bias(data: dict[str, list], l2: float = 0.1, steps: int = 200) -> d
     return dict(zip(names, bias.detach().tolist()))
 
 
-def _group_ce_loss(model, retrieval_weight: float = 0.0, item_bias: dict[str, float] | None = None):
+def _group_ce_loss(model, item_bias: dict[str, float] | None = None):
     """Softmax CE over each row's [positive, negative_1..n] logits (hard negatives only).
 
     Subclasses ``MultipleNegativesRankingLoss`` (no activation, scale 1, its ``calculate_loss``)
     with in-batch negatives off and one forward pass over all of a batch's pairs instead of
-    one per column. With ``retrieval_weight`` w > 0 the dataset's ``label`` column holds each
-    row's retrieval scores [s_pos, s_neg_1..n] and the softmax runs over
-    ``logit + w * s``: the cross-encoder learns a correction to the retriever (residual
-    training) rather than a ranking of its own.
+    one per column.
 
     ``item_bias`` (misconception name -> fixed bias, from ``fit_item_bias``) trains a product
     of experts: the softmax runs over ``logit + b[name]``. The bias already explains "this
@@ -277,23 +274,9 @@ def _group_ce_loss(model, retrieval_weight: float = 0.0, item_bias: dict[str, fl
             if item_bias:
                 bias = torch.tensor([item_bias[str(doc)] for _, doc in pairs], device=logits.device)
                 logits = logits.float() + bias.float()
-            if not retrieval_weight:
-                return self.calculate_loss([logits], len(anchors))
-            scores = logits.view(len(columns), len(anchors)).T  # (rows, 1 + n)
-            offsets = torch.stack([torch.as_tensor(r) for r in labels]).to(scores)
-            target = torch.zeros(len(anchors), dtype=torch.long, device=scores.device)
-            return torch.nn.functional.cross_entropy(scores + retrieval_weight * offsets, target)
+            return self.calculate_loss([logits], len(anchors))
 
     return GroupSoftmaxLoss(model, num_negatives=None, scale=1.0, activation_fn=None)
-
-
-SCORING_FILE = "scoring.json"  # how to turn the saved model's logits into ranking scores
-
-
-def retrieval_weight(model_dir: str | os.PathLike) -> float:
-    """Weight w of the retrieval score in the final score ``logit + w * retrieval``; 0 unless trained residually."""
-    path = Path(model_dir) / SCORING_FILE
-    return float(json.loads(path.read_text()).get("retrieval_weight", 0.0)) if path.exists() else 0.0
 
 
 def item_bias(model_dir: str | os.PathLike) -> dict[str, float]:
@@ -302,12 +285,11 @@ def item_bias(model_dir: str | os.PathLike) -> dict[str, float]:
     return dict(json.loads(path.read_text()).get("item_bias") or {}) if path.exists() else {}
 
 
-def _listwise_dataset(train_df: pd.DataFrame, seed: int, with_scores: bool = False) -> dict[str, list]:
+def _listwise_dataset(train_df: pd.DataFrame, seed: int) -> dict[str, list]:
     """One row per group: query, positive, negative_1..negative_n (n = the group size minimum).
 
     Groups are cut to the smallest group's negatives so every row has the same columns
     (``build_rerank_train`` gives equal sizes unless recall returned too few candidates).
-    ``with_scores`` adds a ``label`` column: the row's retrieval scores, positive first.
     """
     rng = np.random.default_rng(seed)
     groups = []
@@ -316,29 +298,19 @@ def _listwise_dataset(train_df: pd.DataFrame, seed: int, with_scores: bool = Fal
         negs = g[g["label"] == 0]
         if len(pos) != 1:
             raise ValueError(f"listwise groups need exactly one gold row, got {len(pos)}")
-        scores = None
-        if with_scores:
-            if g["retrieval_score"].isna().any():
-                raise ValueError(f"group {g['group'].iloc[0]} ({g[QUERY].iloc[0]}) lacks retrieval scores "
-                                 "(retrieval_weight needs candidates with a score column)")
-            scores = (float(pos["retrieval_score"].iloc[0]), negs["retrieval_score"].astype(float).tolist())
-        groups.append((pos["query_text"].iloc[0], pos[NAME].iloc[0], negs[NAME].tolist(), scores))
-    n = min(len(neg) for _, _, neg, _ in groups)
+        groups.append((pos["query_text"].iloc[0], pos[NAME].iloc[0], negs[NAME].tolist()))
+    n = min(len(neg) for _, _, neg in groups)
     if n == 0:
         raise ValueError("listwise loss needs at least one negative per group")
     data: dict[str, list] = {"query": [], "positive": []}
     for i in range(1, n + 1):
         data[f"negative_{i}"] = []
-    if with_scores:
-        data["label"] = []
-    for q, p, neg, sc in groups:
+    for q, p, neg in groups:
         keep = sorted(rng.choice(len(neg), size=n, replace=False))
         data["query"].append(q)
         data["positive"].append(p)
         for i, j in enumerate(keep, 1):
             data[f"negative_{i}"].append(neg[j])
-        if with_scores:
-            data["label"].append([sc[0]] + [sc[1][j] for j in keep])
     return data
 
 
@@ -359,7 +331,6 @@ def train_cross_encoder(
     head: str = "mean",
     num_layers: int | None = None,
     max_groups: int | None = None,
-    retrieval_weight: float = 0.0,
     item_bias_l2: float | None = None,
 ) -> str:
     """Fine-tune a cross-encoder on ``build_rerank_train`` output and save it atomically to ``out_dir``.
@@ -367,9 +338,6 @@ def train_cross_encoder(
     ``loss``: ``"pointwise"`` (BCE per row) or ``"listwise"`` (softmax CE per group; batch_size
     then counts groups). ``head`` / ``num_layers``: see ``load_cross_encoder``. ``max_groups``
     trains on a seeded sample of that many query groups (a CPU time budget).
-    ``retrieval_weight`` w > 0 (listwise only): residual training against ``logit + w * retrieval_score``
-    (see ``_group_ce_loss``); w is saved with the model and ``retrieval_weight(out_dir)`` returns it, so
-    scorers add ``w * retrieval`` back.
     ``item_bias_l2`` (listwise only; None = off) first fits a per-misconception bias with that L2
     weight (``fit_item_bias``) and trains the model as a product of experts with it; the bias is
     logged, not saved (see ``_group_ce_loss``). Returns ``out_dir``; ``out_dir/train_log.json`` holds the per-step losses.
@@ -382,8 +350,6 @@ def train_cross_encoder(
 
     from utils.retrieval.embed import cuda_dtype, describe_dtype
 
-    if retrieval_weight and loss != "listwise":
-        raise ValueError("retrieval_weight needs the listwise loss")
     if item_bias_l2 is not None and loss != "listwise":
         raise ValueError("item_bias_l2 needs the listwise loss")
     set_seed(seed)
@@ -399,9 +365,9 @@ def train_cross_encoder(
                 "label": train_df["label"].astype(float).tolist()}
         loss_fn = BinaryCrossEntropyLoss(model)
     elif loss == "listwise":
-        data = _listwise_dataset(train_df, seed, with_scores=bool(retrieval_weight))
+        data = _listwise_dataset(train_df, seed)
         item_bias = None if item_bias_l2 is None else fit_item_bias(data, float(item_bias_l2))
-        loss_fn = _group_ce_loss(model, retrieval_weight, item_bias)
+        loss_fn = _group_ce_loss(model, item_bias)
     else:
         raise ValueError(f"unknown loss {loss!r}")
 
@@ -432,10 +398,9 @@ def train_cross_encoder(
         trainer = CrossEncoderTrainer(model=model, args=args, train_dataset=Dataset.from_dict(data), loss=loss_fn)
         trainer.train()
         model.save(str(tmp))
-        (tmp / SCORING_FILE).write_text(json.dumps({"retrieval_weight": float(retrieval_weight)}))
         losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
         log = {"loss": loss, "losses": losses, "n_rows": len(train_df), "head": head, "num_layers": num_layers,
-               "initial_logit_std": initial_spread, "retrieval_weight": float(retrieval_weight),
+               "initial_logit_std": initial_spread,
                **_item_bias_summary(item_bias, item_bias_l2)}
         (tmp / "train_log.json").write_text(json.dumps(log))
         import shutil

@@ -33,8 +33,8 @@ import pandas as pd
 from utils.io import atomic_dir
 from utils.lora import DEFAULT_TARGETS, attach_lora, load_adapter, load_causal_lm, load_tokenizer
 
-QUERY = "QuestionId_Answer"
-NAME = "MisconceptionName"
+QUERY = "query_id"
+NAME = "item_text"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ANSWER_CONTEXT = "Answer:"
 CONFIG_FILE = "reranker_config.json"
@@ -422,7 +422,7 @@ def score_llm_reranker(
     Give ``adapter_dir`` (mode, base and max_length come from its config) or an already loaded
     ``model`` + ``tokenizer`` (+ ``mode``); with only ``base``, the plain base model is scored.
     Pointwise: logit(Yes) − logit(No). Listwise: mean letter log-probability over the windows /
-    orders that show the row (``df`` needs ``QuestionId_Answer`` and ``rank``).
+    orders that show the row (``df`` needs ``query_id`` and ``rank``).
     """
     import torch
 

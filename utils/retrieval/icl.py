@@ -45,14 +45,14 @@ def pick_examples(
     seed: int = 0,
     same_subject: bool = True,
 ) -> list[list[int]]:
-    """Row positions in ``example_pool`` of ``k`` examples per pair, never from the pair's own QuestionId.
+    """Row positions in ``example_pool`` of ``k`` examples per pair, never from the pair's own ``group``.
 
     With ``same_subject`` examples come first from the same ``ConstructId`` (or ``ConstructName``),
     then the same ``SubjectId`` (or ``SubjectName``), then anywhere — random within each tier.
     """
     pool = example_pool.reset_index(drop=True)
-    labelled = pool["MisconceptionId"].notna().to_numpy() if "MisconceptionId" in pool else np.ones(len(pool), bool)
-    qids = pool["QuestionId"].to_numpy()
+    labelled = np.array([len(g) > 0 for g in pool["positives"]], bool) if "positives" in pool else np.ones(len(pool), bool)
+    qids = pool["group"].to_numpy()
     tier_keys = []
     for options in (("ConstructId", "ConstructName"), ("SubjectId", "SubjectName")) if same_subject else ():
         col = next((c for c in options if c in pool.columns and c in pairs.columns), None)
@@ -60,8 +60,8 @@ def pick_examples(
             tier_keys.append(col)
     out: list[list[int]] = []
     for row in pairs.to_dict("records"):
-        rng = np.random.default_rng(_query_seed(seed, str(row.get("QuestionId_Answer", row["QuestionId"]))))
-        ok = labelled & (qids != row["QuestionId"])
+        rng = np.random.default_rng(_query_seed(seed, str(row.get("query_id", row["group"]))))
+        ok = labelled & (qids != row["group"])
         order = rng.permutation(np.flatnonzero(ok))
         if tier_keys and len(order):
             # rank by tier (0 = same construct, 1 = same subject, 2 = other); stable keeps the shuffle within a tier
@@ -77,7 +77,7 @@ def pick_examples(
 def build_icl_queries(
     pairs: pd.DataFrame,
     example_pool: pd.DataFrame,
-    misconceptions: pd.DataFrame,
+    corpus: pd.DataFrame,
     k: int = 3,
     task: str = DEFAULT_TASK,
     seed: int = 0,
@@ -85,22 +85,22 @@ def build_icl_queries(
 ) -> list[str]:
     """ICL query text for every row of ``pairs`` (its ``query_text``), examples from labelled ``example_pool``.
 
-    Example query = the example's ``query_text``; example response = its gold misconception name.
+    Example query = the example's ``query_text``; example response = the text of its (first) positive.
     ``k=0`` gives the bare instructed query (``<instruct>…<query>…<response>``).
     """
-    names = dict(zip(misconceptions["MisconceptionId"].astype(int), misconceptions["MisconceptionName"]))
+    names = dict(zip(corpus["item_id"].astype(int), corpus["item_text"]))
     pool = example_pool.reset_index(drop=True)
     picks = pick_examples(pairs, pool, k, seed, same_subject) if k > 0 else [[] for _ in range(len(pairs))]
     texts = pool["query_text"].tolist()
-    mids = pool["MisconceptionId"].tolist()
+    mids = [g[0] if len(g) else None for g in pool["positives"]]  # unlabelled rows are never picked
     return [
         format_icl_query(q, [(texts[i], names[int(mids[i])]) for i in idx], task)
         for q, idx in zip(pairs["query_text"].tolist(), picks)
     ]
 
 
-def with_icl_queries(pairs: pd.DataFrame, example_pool: pd.DataFrame, misconceptions: pd.DataFrame, **kw) -> pd.DataFrame:
+def with_icl_queries(pairs: pd.DataFrame, example_pool: pd.DataFrame, corpus: pd.DataFrame, **kw) -> pd.DataFrame:
     """A copy of ``pairs`` whose ``query_text`` is the ICL query (feed it to mining / encoding)."""
     out = pairs.copy()
-    out["query_text"] = build_icl_queries(pairs, example_pool, misconceptions, **kw)
+    out["query_text"] = build_icl_queries(pairs, example_pool, corpus, **kw)
     return out

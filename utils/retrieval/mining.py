@@ -1,8 +1,8 @@
 """Hard-negative mining from the current model, written as FlagEmbedding's jsonl.
 
 Candidates are the corpus items ranked in ``[range_min, range_max)`` (1-based) for each
-query; the positive is dropped; optionally items scoring above ``max_score_ratio`` × the
-positive's score are dropped too (likely false negatives, as in NV-Retriever); then ``n``
+query; every positive is dropped; optionally items scoring above ``max_score_ratio`` × the
+(first) positive's score are dropped too (likely false negatives, as in NV-Retriever); then ``n``
 are sampled. Written here rather than with FlagEmbedding's ``hn_mine`` (absent from its
 wheel) or sentence-transformers' ``mine_hard_negatives`` (re-encodes, no id output) so the
 search is one faiss/torch call over cached embeddings.
@@ -21,7 +21,7 @@ from utils.retrieval.recall import topk
 def mine_hard_negatives(
     query_emb: np.ndarray,
     corpus_emb: np.ndarray,
-    positives: Sequence[int],
+    positives: Sequence[int | Sequence[int]],
     range_min: int = 2,
     range_max: int = 100,
     n: int = 15,
@@ -29,11 +29,12 @@ def mine_hard_negatives(
     seed: int = 42,
     backend: str | None = None,
 ) -> tuple[list[list[int]], list[list[float]], np.ndarray]:
-    """Return per query: sampled negative corpus *indices*, their scores, and the positive's score.
+    """Return per query: sampled negative corpus *indices*, their scores, and the first positive's score.
 
-    ``positives`` are corpus indices. When fewer than ``n`` candidates survive, all are kept
-    and the rest is filled with random non-positive items outside the candidate range, so
-    every query gets ``n`` negatives (``n`` must be below the corpus size).
+    ``positives``: per query, the corpus index of its positive or a sequence of several (none is
+    ever a negative). When fewer than ``n`` candidates survive, all are kept and the rest is
+    filled with random non-positive items outside the candidate range, so every query gets
+    ``n`` negatives (``n`` must be below the corpus size).
     """
     if range_min < 1 or range_max <= range_min:
         raise ValueError(f"need 1 <= range_min < range_max, got [{range_min}, {range_max})")
@@ -42,11 +43,16 @@ def mine_hard_negatives(
         raise ValueError(f"cannot sample {n} negatives from a corpus of {n_corpus}")
     depth = min(range_max - 1, n_corpus)
     scores, idx = topk(query_emb, corpus_emb, depth, backend)
-    positives = np.asarray(positives, dtype=np.int64)
-    pos_scores = np.einsum("ij,ij->i", np.asarray(query_emb, np.float32), np.asarray(corpus_emb, np.float32)[positives])
+    pos_lists = [[int(p)] if np.ndim(p) == 0 else [int(x) for x in p] for p in positives]
+    if any(not p for p in pos_lists):
+        raise ValueError("every query needs at least one positive")
+    width = max(len(p) for p in pos_lists)
+    pos_pad = np.array([p + [-1] * (width - len(p)) for p in pos_lists], dtype=np.int64)  # -1: no item
+    first = pos_pad[:, 0]
+    pos_scores = np.einsum("ij,ij->i", np.asarray(query_emb, np.float32), np.asarray(corpus_emb, np.float32)[first])
     rng = np.random.default_rng(seed)
     cand, cand_s = idx[:, range_min - 1:], scores[:, range_min - 1:]
-    keep = cand != positives[:, None]
+    keep = ~(cand[:, :, None] == pos_pad[:, None, :]).any(-1)
     if max_score_ratio is not None:
         keep &= cand_s < max_score_ratio * pos_scores[:, None]
     # Vectorised sampling without replacement (a per-query rng.choice loop took ~0.1-0.2 s for
@@ -63,10 +69,10 @@ def mine_hard_negatives(
     for qi in np.flatnonzero(picked_ok.sum(1) < n):  # too few candidates survived: keep them all, fill up
         chosen = cand[qi][keep[qi]].tolist()
         chosen_s = cand_s[qi][keep[qi]].astype(np.float64).tolist()
-        banned = set(idx[qi].tolist()) | {int(positives[qi])}
+        banned = set(idx[qi].tolist()) | set(pos_lists[qi])
         pool = np.array([i for i in range(n_corpus) if i not in banned])
         if len(pool) < n - len(chosen):  # tiny corpus: allow the excluded top ranks back
-            pool = np.array([i for i in range(n_corpus) if i != positives[qi] and i not in chosen])
+            pool = np.array([i for i in range(n_corpus) if i not in pos_lists[qi] and i not in chosen])
         extra = rng.choice(pool, size=n - len(chosen), replace=False)
         corpus32 = np.asarray(corpus_emb, np.float32) if corpus32 is None else corpus32
         chosen += extra.tolist()
@@ -77,33 +83,34 @@ def mine_hard_negatives(
 
 def to_flag_records(
     pairs: pd.DataFrame,
-    misconceptions: pd.DataFrame,
+    corpus: pd.DataFrame,
     neg_idx: list[list[int]],
     neg_scores: list[list[float]] | None = None,
-    pos_scores: Sequence[float] | None = None,
+    pos_scores: Sequence | None = None,
     prompt: str = "",
 ) -> list[dict]:
-    """FlagEmbedding finetune records: ``query``, ``pos``, ``neg``, ``prompt`` (+ ids, scores).
+    """FlagEmbedding finetune records: ``query``, ``pos`` (every positive), ``neg``, ``prompt`` (+ ids, scores).
 
-    ``pairs`` must be labelled and aligned with ``neg_idx``.
+    ``pairs`` must be labelled (``positives``) and aligned with ``neg_idx``; ``pos_scores[j]`` is
+    one score or one per positive.
     """
-    names = misconceptions["MisconceptionName"].tolist()
-    ids = misconceptions["MisconceptionId"].astype(int).tolist()
+    names = corpus["item_text"].tolist()
+    ids = corpus["item_id"].astype(int).tolist()
     id_to_row = {m: i for i, m in enumerate(ids)}
     records = []
     for j, rec in enumerate(pairs.to_dict("records")):
-        pos = int(rec["MisconceptionId"])
+        pos = [int(p) for p in rec["positives"]]
         r = {
             "query": rec["query_text"],
-            "pos": [names[id_to_row[pos]]],
+            "pos": [names[id_to_row[p]] for p in pos],
             "neg": [names[i] for i in neg_idx[j]],
             "prompt": prompt,
-            "query_id": rec["QuestionId_Answer"],
-            "pos_ids": [pos],
+            "query_id": rec["query_id"],
+            "pos_ids": pos,
             "neg_ids": [ids[i] for i in neg_idx[j]],
         }
         if neg_scores is not None and pos_scores is not None:
-            r["pos_scores"] = [float(pos_scores[j])]
+            r["pos_scores"] = [float(x) for x in np.atleast_1d(pos_scores[j])]
             r["neg_scores"] = [float(s) for s in neg_scores[j]]
         records.append(r)
     return records

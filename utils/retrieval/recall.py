@@ -68,12 +68,12 @@ def _numpy(x) -> np.ndarray:
 
 
 def to_ranking(query_ids: Sequence[str], corpus_ids: Sequence[int], scores: np.ndarray, idx: np.ndarray) -> pd.DataFrame:
-    """Long ranking table (``QuestionId_Answer, MisconceptionId, rank, score``)."""
+    """Long ranking table (``query_id, item_id, rank, score``)."""
     n, k = idx.shape
     corpus_ids = np.asarray(corpus_ids)
     return pd.DataFrame({
-        "QuestionId_Answer": np.repeat(np.asarray(query_ids, dtype=object), k),
-        "MisconceptionId": corpus_ids[idx.ravel()].astype(np.int64),
+        "query_id": np.repeat(np.asarray(query_ids, dtype=object), k),
+        "item_id": corpus_ids[idx.ravel()].astype(np.int64),
         "rank": np.tile(np.arange(1, k + 1), n),
         "score": scores.ravel().astype(np.float32),
     })

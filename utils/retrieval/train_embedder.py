@@ -22,7 +22,7 @@ import contextlib
 import math
 import os
 import time
-from dataclasses import MISSING, asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -32,50 +32,8 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from utils.retrieval import distributed as D
-from utils.config import check_value, rule_for
+from utils.config import TrainConfig
 from utils.retrieval.embed import Embedder, cuda_dtype, describe_dtype
-
-
-@dataclass
-class TrainConfig:
-    """Hyper-parameters of one fine-tuning run (every field settable from the YAML config)."""
-
-    epochs: float = 1.0
-    lr: float = 5e-5
-    batch_size: int = 32  # the global batch: split over the processes under torchrun
-    n_negatives: int = 15
-    temperature: float = 0.05
-    warmup_ratio: float = 0.1
-    weight_decay: float = 0.01
-    max_grad_norm: float = 1.0
-    max_query_length: int = 256
-    max_passage_length: int = 64
-    in_batch_negatives: bool = True
-    seed: int = 42
-    bf16: bool = True  # GPU: autocast (and a LoRA base) in bf16, or fp16 + loss scaling without bf16; CPU: fp32
-    gradient_checkpointing: bool = False
-    lora: dict | None = None  # e.g. {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
-    load_in_4bit: bool = False  # NF4 frozen base under LoRA (QLoRA); CUDA + bitsandbytes only
-    grad_cache_chunk: int | None = None  # GradCache: embed in chunks of this many texts; memory ~ chunk, not batch
-    distill_weight: float = 0.0  # + weight * KL(teacher || student) over each query's group (needs pos_scores/neg_scores)
-    distill_temperature: float = 1.0  # teacher softmax temperature: 1 for reranker logits, ~0.05 for cosine scores
-    log_every: int = 10
-    extra: dict = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        """Types and ranges as ``train.<field>`` in a config file (utils.config.RULES)."""
-        for f in fields(self):
-            default = f.default if f.default is not MISSING else f.default_factory()  # type: ignore[misc]
-            check_value(f"train.{f.name}", getattr(self, f.name), rule_for(f"train.{f.name}", default))
-
-    @classmethod
-    def from_dict(cls, d: dict | None) -> "TrainConfig":
-        d = dict(d or {})
-        known = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(d) - known)
-        if unknown:
-            raise ValueError(f"unknown training option(s) {unknown}; known: {sorted(known)}")
-        return cls(**d)
 
 
 def _batches(n: int, batch_size: int, epochs: float, seed: int) -> list[np.ndarray]:
@@ -162,19 +120,27 @@ class Batch:
 
 def make_batch(records: Sequence[dict], n_negatives: int, rng: np.random.Generator, in_batch: bool,
                with_teacher: bool = False) -> Batch:
-    """``build_batch`` plus each query's group and (``with_teacher``) its teacher scores."""
+    """``build_batch`` plus each query's group and (``with_teacher``) its teacher scores.
+
+    A record with several positives trains on one of them per step, drawn at random (as
+    FlagEmbedding does); its other positives are masked out of its negatives, also in-batch.
+    """
     passages: list[str] = []
     key_to_col: dict = {}
-    targets, groups, teacher = [], [], []
+    targets, groups, teacher, others = [], [], [], []
     for r in records:
-        pos_key = (r.get("pos_ids") or [None])[0]
+        n_pos = len(r["pos"])
+        chosen = int(rng.integers(n_pos)) if n_pos > 1 else 0
+        pos_ids = r.get("pos_ids") or [None] * n_pos
+        pos_key = pos_ids[chosen]
+        others.append([k if k is not None else t for i, (k, t) in enumerate(zip(pos_ids, r["pos"])) if i != chosen])
         negs = list(zip(r.get("neg_ids") or [None] * len(r["neg"]), r["neg"]))
         keep = range(len(negs))
         if len(negs) > n_negatives:
             keep = sorted(rng.choice(len(negs), n_negatives, replace=False))
             negs = [negs[i] for i in keep]
         cols = []
-        for key, text in [(pos_key, r["pos"][0])] + negs:
+        for key, text in [(pos_key, r["pos"][chosen])] + negs:
             k = key if key is not None else text
             if k not in key_to_col:
                 key_to_col[k] = len(passages)
@@ -183,13 +149,18 @@ def make_batch(records: Sequence[dict], n_negatives: int, rng: np.random.Generat
         targets.append(cols[0])
         groups.append(cols)
         if with_teacher:
-            teacher.append([float(r["pos_scores"][0])] + [float(r["neg_scores"][i]) for i in keep])
+            teacher.append([float(r["pos_scores"][chosen])] + [float(r["neg_scores"][i]) for i in keep])
     queries = [(r.get("prompt") or "") + r["query"] for r in records]
     allowed = None
     if not in_batch:
         allowed = torch.zeros(len(records), len(passages), dtype=torch.bool)
         for i, cols in enumerate(groups):
             allowed[i, cols] = True
+    masked = [(i, key_to_col[k]) for i, keys in enumerate(others) for k in keys if k in key_to_col]
+    if masked:  # another positive of the query is never its negative
+        allowed = torch.ones(len(records), len(passages), dtype=torch.bool) if allowed is None else allowed
+        for i, col in masked:
+            allowed[i, col] = False
     return Batch(queries, passages, torch.tensor(targets), allowed, groups, teacher if with_teacher else None)
 
 

@@ -59,10 +59,20 @@ def interval(ap: np.ndarray, groups: np.ndarray, n_boot: int = 2000, seed: int =
     return float(np.percentile(boot, 2.5)), float(np.percentile(boot, 97.5))
 
 
-def _summary(ap: np.ndarray, groups: np.ndarray, **keys) -> dict:
+def metric_k(folds: dict[int, Path]) -> int:
+    """The run's MAP@k cut-off (``submission.k`` of its first round; 25 for runs that predate it)."""
+    for d in folds.values():
+        for cfg_path in sorted(d.glob("round_*/config.yaml")):
+            return int(((yaml.safe_load(cfg_path.read_text()) or {}).get("submission") or {}).get("k") or 25)
+    return 25
+
+
+def _summary(ap: np.ndarray, groups: np.ndarray, k: int = 25, **keys) -> dict:
     lo, hi = interval(ap, groups)
-    return {**keys, "pairs": len(ap), "map@25": float(ap.mean()), "lo": lo, "hi": hi,
-            "recall@25": float((ap > 0).mean())}  # one gold per pair: AP@25 > 0 iff it is in the top 25
+    # recall@k here is the share of queries with a relevant id in the top k (AP@k > 0): Recall@k when
+    # each query has one relevant id (Eedi), a hit rate when it has several
+    return {**keys, "pairs": len(ap), f"map@{k}": float(ap.mean()), "lo": lo, "hi": hi,
+            f"recall@{k}": float((ap > 0).mean())}
 
 
 def _pooled(folds: dict[int, Path], r: int, name: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -85,13 +95,14 @@ def _rounds(folds: dict[int, Path]) -> list[int]:
 
 
 def stage_table(root: str | Path) -> pd.DataFrame:
-    """Pooled MAP@25 (95% interval) and Recall@25 per round and stage, over the folds finished so far.
+    """Pooled MAP@k (95% interval) and Recall@k per round and stage, over the folds finished so far.
 
     Stages as each fold ran them: ``base`` (zero-shot, 03), ``retrieval`` (04), ``reranked`` (06,
     its blend tuned in fold: optimistic), ``fused`` (08, tuned in fold); ``choose`` gives the honest
     out-of-fold figures of 06's and 08's choices.
     """
     folds = fold_dirs(root)
+    k = metric_k(folds)
     rows = []
     for r in _rounds(folds):
         for stage, name in (("base", "base_val"), ("retrieval", "candidates_val"), ("reranked", "rerank_val"),
@@ -100,17 +111,17 @@ def stage_table(root: str | Path) -> pd.DataFrame:
             if got is None:
                 continue
             ranking, pairs = got
-            ap = per_query_ap(ranking, pairs)
-            rows.append(_summary(ap, pairs["QuestionId"].to_numpy(), round=r, stage=stage,
+            ap = per_query_ap(ranking, pairs, k)
+            rows.append(_summary(ap, pairs["group"].to_numpy(), k, round=r, stage=stage,
                                  folds=int(pairs["fold"].nunique())))
-    return pd.DataFrame(rows, columns=["round", "stage", "folds", "pairs", "map@25", "lo", "hi", "recall@25"])
+    return pd.DataFrame(rows, columns=["round", "stage", "folds", "pairs", f"map@{k}", "lo", "hi", f"recall@{k}"])
 
 
 @dataclass
 class Alternatives:
-    """Per-pair AP@25 of every alternative on the pooled pairs, and what each one means."""
+    """Per-pair AP@k of every alternative on the pooled pairs, and what each one means."""
 
-    pairs: pd.DataFrame  # pooled labelled pairs (QuestionId_Answer, QuestionId, MisconceptionId, fold)
+    pairs: pd.DataFrame  # pooled labelled queries (query_id, group, positives, fold)
     names: list[str] = field(default_factory=list)
     kinds: list[str] = field(default_factory=list)  # retrieval | reranked | fused
     rounds: list[int] = field(default_factory=list)  # the round a single belongs to (fusions: the last)
@@ -170,7 +181,8 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
         raise FileNotFoundError(f"{root}: no round is finished in every fold")
     pairs = _pooled(folds, rounds[0], "candidates_val")[1]
     alts = Alternatives(pairs)
-    info: dict = {"folds": sorted(folds), "rounds": rounds, "rerank_grid": []}
+    k = metric_k(folds)
+    info: dict = {"folds": sorted(folds), "rounds": rounds, "rerank_grid": [], "k": k}
     candidates: dict[int, pd.DataFrame] = {}
     for r in rounds:
         ranking = _align_pairs(_pooled(folds, r, "candidates_val"), pairs)
@@ -179,7 +191,7 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
         candidates[r] = ranking
         alts.add(f"round_{r}/candidates", "retrieval", r, {"fusion": {"method": "none", "rounds": [r],
                                                                      "sources": ["candidates"]}},
-                 per_query_ap(ranking, pairs))
+                 per_query_ap(ranking, pairs, k))
     reranked: dict[int, pd.DataFrame] = {}
     rerank_rows = {}
     for r in rounds:
@@ -194,7 +206,7 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
         alphas = [a for a in DEFAULT_GRID if a > 0] if fixed is None else [fixed]
         for w in weights:
             for a in alphas:  # alpha 0 is the retrieval alternative
-                ap = per_query_ap(final_ranking(cands, scores + w * prior, a, top_k), pairs)
+                ap = per_query_ap(final_ranking(cands, scores + w * prior, a, top_k), pairs, k)
                 name = f"round_{r}/rerank(w={w:g},a={a:g})"
                 alts.add(name, "reranked", r, {"rerank": {"blend": float(a), "item_prior_weight": float(w)},
                                                "fusion": {"method": "none", "rounds": [r], "sources": ["rerank"]}}, ap)
@@ -214,7 +226,7 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
             continue
         points = weight_grid(len(used))
         for method in METHODS:
-            aps = per_pair_ap([by_round[r] for r in used], pairs, method, points)
+            aps = per_pair_ap([by_round[r] for r in used], pairs, method, points, at=k)
             for point, ap in zip(points, aps):
                 spec = {"fusion": {"method": method, "rounds": used, "sources": [source], "weights": list(point)}}
                 if source == "rerank":
@@ -234,7 +246,7 @@ def pick(alts: Alternatives, mask: np.ndarray, kinds: tuple[str, ...] | None = N
     allowed = np.array([kinds is None or k in kinds for k in alts.kinds])
     means = np.where(allowed, A[:, mask].mean(axis=1), -np.inf)
     best = int(np.argmax(means))  # the first on ties: alternatives are added cheapest first
-    groups = alts.pairs["QuestionId"].to_numpy()[mask]
+    groups = alts.pairs["group"].to_numpy()[mask]
     rng = np.random.default_rng(seed)
     for kind in sorted(COSTS, key=COSTS.get):
         if COSTS[kind] >= COSTS[alts.kinds[best]]:
@@ -254,7 +266,7 @@ def out_of_fold(alts: Alternatives, kinds: tuple[str, ...] | None = None) -> tup
     folds = alts.pairs["fold"].to_numpy()
     uniq = np.unique(folds)
     if len(uniq) < 2:  # one run: deal its questions into 5 folds
-        q = alts.pairs["QuestionId"].to_numpy()
+        q = alts.pairs["group"].to_numpy()
         uq = np.unique(q)
         deal = dict(zip(uq, np.random.default_rng(0).permutation(len(uq)) % min(5, len(uq))))
         folds = np.array([deal[x] for x in q])
@@ -276,27 +288,28 @@ def choose(root: str | Path, write: bool = True) -> dict:
     """
     root = Path(root)
     alts, info = alternatives(root)
+    k = info["k"]
     pairs, A = alts.pairs, alts.matrix()
-    groups = pairs["QuestionId"].to_numpy()
+    groups = pairs["group"].to_numpy()
     everything = np.ones(len(pairs), bool)
     chosen = pick(alts, everything)
     stages, per_pair = [], []
 
     def stage(name: str, r: int, ap: np.ndarray, how: str) -> None:
-        stages.append(_summary(ap, groups, round=r, stage=name, how=how))
-        per_pair.append(pairs[[QUERY, "QuestionId", "fold"]].assign(round=r, stage=name, ap=ap))
+        stages.append(_summary(ap, groups, k, round=r, stage=name, how=how))
+        per_pair.append(pairs[[QUERY, "group", "fold"]].assign(round=r, stage=name, ap=ap))
 
     in_fold = stage_table(root)  # the stages as each fold ran them (06/08 tuned in fold), for the report
     folds = fold_dirs(root)
     for r in info["rounds"]:
         got = _align_pairs(_pooled(folds, r, "base_val"), pairs)
         if got is not None and r == info["rounds"][0]:
-            stage("base", r, per_query_ap(got, pairs), "zero-shot")
-        idx = [i for i, (k, rr) in enumerate(zip(alts.kinds, alts.rounds)) if rr == r and k == "retrieval"]
+            stage("base", r, per_query_ap(got, pairs, k), "zero-shot")
+        idx = [i for i, (kind, rr) in enumerate(zip(alts.kinds, alts.rounds)) if rr == r and kind == "retrieval"]
         if idx:
             stage("retrieval", r, A[idx[0]], "fine-tuned recall")
-        if any(k == "reranked" and rr == r for k, rr in zip(alts.kinds, alts.rounds)):
-            sub = _subset(alts, lambda k, rr: rr == r and k == "reranked")
+        if any(kind == "reranked" and rr == r for kind, rr in zip(alts.kinds, alts.rounds)):
+            sub = _subset(alts, lambda kind, rr: rr == r and kind == "reranked")
             ap, _ = out_of_fold(sub)
             stage("reranked", r, ap, "blend and prior weight chosen out of fold")
     if "fused" in alts.kinds:
@@ -305,19 +318,19 @@ def choose(root: str | Path, write: bool = True) -> dict:
     ap_final, picks = out_of_fold(alts)
     stage("final", max(info["rounds"]), ap_final, "all alternatives, chosen out of fold (the submission's recipe)")
     _add_gains(stages, per_pair)
-    rows = [_summary(A[i], groups, name=n, kind=k) for i, (n, k) in enumerate(zip(alts.names, alts.kinds))]
-    alt_table = pd.DataFrame(rows).sort_values("map@25", ascending=False, ignore_index=True)
+    rows = [_summary(A[i], groups, k, name=n, kind=kind) for i, (n, kind) in enumerate(zip(alts.names, alts.kinds))]
+    alt_table = pd.DataFrame(rows).sort_values(f"map@{k}", ascending=False, ignore_index=True)
     spec = alts.specs[chosen]
     cfg = _round_config(folds, max(info["rounds"]))
     overrides = _overrides(spec, cfg)
-    result = {"folds": info["folds"], "rounds": info["rounds"], "pairs": len(pairs),
-              "questions": int(pairs["QuestionId"].nunique()), "stages": stages,
+    result = {"k": k, "folds": info["folds"], "rounds": info["rounds"], "pairs": len(pairs),
+              "questions": int(pairs["group"].nunique()), "stages": stages,
               "chosen": {"name": alts.names[chosen], "kind": alts.kinds[chosen], "pooled": rows[chosen],
                          "out_of_fold": stages[-1], "fold_picks": picks},
               "alternatives": alt_table.to_dict("records"), "rerank_grid": info["rerank_grid"]}
     if write:
         io.write_json(root / "cv.json", result)
-        io.write_parquet(root / "cv_pairs.parquet", pd.concat(per_pair, ignore_index=True))
+        io.write_parquet(root / "cv_pairs.parquet", pd.concat(per_pair, ignore_index=True).assign(k=k))
         io.write_text(root / "cv.md", to_markdown(result, in_fold))
         io.write_text(root / CHOICES_FILE, _choices_yaml(overrides, result, alt_table))
     return result
@@ -329,15 +342,15 @@ def _add_gains(stages: list[dict], per_pair: list[pd.DataFrame]) -> None:
     for s, p in zip(stages, per_pair):
         if s["stage"] in ("reranked", "fused", "final") and retrieval:
             ref = retrieval.get(s["round"], retrieval[max(retrieval)])
-            g = paired_bootstrap(ref["ap"].to_numpy(), p["ap"].to_numpy(), groups=p["QuestionId"].to_numpy())
+            g = paired_bootstrap(ref["ap"].to_numpy(), p["ap"].to_numpy(), groups=p["group"].to_numpy())
             s.update({"gain": g["gain"], "gain_lo": g["lo"], "gain_hi": g["hi"]})
 
 
-def stage_gains(cv_pairs: pd.DataFrame) -> pd.DataFrame:
-    """The stage table (with gains over retrieval) of a ``cv_pairs.parquet``."""
+def stage_gains(cv_pairs: pd.DataFrame, k: int = 25) -> pd.DataFrame:
+    """The stage table (with gains over retrieval) of a ``cv_pairs.parquet`` (AP at cut-off ``k``)."""
     stages, per_pair = [], []
     for (r, name), p in cv_pairs.groupby(["round", "stage"], sort=False):
-        stages.append(_summary(p["ap"].to_numpy(), p["QuestionId"].to_numpy(), round=r, stage=name))
+        stages.append(_summary(p["ap"].to_numpy(), p["group"].to_numpy(), k, round=r, stage=name))
         per_pair.append(p)
     _add_gains(stages, per_pair)
     return pd.DataFrame(stages)
@@ -360,24 +373,24 @@ def _overrides(spec: dict, cfg: dict) -> dict:
 
 
 def _choices_yaml(overrides: dict, result: dict, alt_table: pd.DataFrame) -> str:
-    c = result["chosen"]
+    c, m = result["chosen"], f"map@{result.get('k', 25)}"
     singles = alt_table[alt_table["kind"] != "fused"]
     fused = alt_table[alt_table["kind"] == "fused"].head(10)
     doc = {
         "config": overrides,
         "cv": {
             "chosen": c["name"],
-            "pooled_map@25": round(c["pooled"]["map@25"], 4),
-            "out_of_fold_map@25": [round(c["out_of_fold"][k], 4) for k in ("map@25", "lo", "hi")],
+            f"pooled_{m}": round(c["pooled"][m], 4),
+            f"out_of_fold_{m}": [round(c["out_of_fold"][key], 4) for key in (m, "lo", "hi")],
             "folds": result["folds"], "rounds": result["rounds"], "pairs": result["pairs"],
-            "rule": "best pooled MAP@25, unless a cheaper kind (retrieval < reranked < fused) is not beaten "
+            "rule": f"best pooled {m.upper()}, unless a cheaper kind (retrieval < reranked < fused) is not beaten "
                     "with 95% confidence",
-            "alternatives": {r["name"]: [round(r["map@25"], 4), round(r["lo"], 4), round(r["hi"], 4)]
+            "alternatives": {r["name"]: [round(r[m], 4), round(r["lo"], 4), round(r["hi"], 4)]
                              for r in pd.concat([singles, fused]).to_dict("records")},
         },
     }
     return ("# Written by python -m utils run --split cv; apply with: python -m utils run --split full --choices <this file>\n"
-            "# cv.alternatives: pooled out-of-fold MAP@25 [value, 95% low, 95% high] (all singles, the 10 best fusions)\n"
+            f"# cv.alternatives: pooled out-of-fold {m.upper()} [value, 95% low, 95% high] (all singles, the 10 best fusions)\n"
             + yaml.safe_dump(doc, sort_keys=False))
 
 
@@ -394,8 +407,8 @@ def read_choices(path: str | Path) -> dict:
 
 def _fmt(table: pd.DataFrame, cols: list[str]) -> str:
     t = table[cols].copy()
-    for c in ("map@25", "lo", "hi", "recall@25", "gain", "gain_lo", "gain_hi"):
-        if c in t:
+    for c in t.columns:
+        if c.startswith(("map@", "recall@")) or c in ("lo", "hi", "gain", "gain_lo", "gain_hi"):
             t[c] = t[c].map(lambda v: "" if pd.isna(v) else f"{v:+.4f}" if c.startswith("gain") else f"{v:.4f}")
     return t.to_markdown(index=False) + "\n"
 
@@ -403,22 +416,23 @@ def _fmt(table: pd.DataFrame, cols: list[str]) -> str:
 def to_markdown(result: dict, in_fold: pd.DataFrame | None = None) -> str:
     """The CV report: out-of-fold stages, the choice, the best alternatives."""
     stages = pd.DataFrame(result["stages"])
-    c = result["chosen"]
+    c, k = result["chosen"], result.get("k", 25)
+    m, rec = f"map@{k}", f"recall@{k}"
     alts = pd.DataFrame(result["alternatives"])
     md = [f"# Cross-validation\n\n{len(result['folds'])} folds, {result['questions']} questions, {result['pairs']} "
-          f"labelled pairs, each scored once out of fold; MAP@25 with a 95% bootstrap interval over questions.\n",
+          f"labelled pairs, each scored once out of fold; MAP@{k} with a 95% bootstrap interval over questions.\n",
           "## Stages (choices made out of fold; gain: paired, over the retrieval of the same round)\n",
-          _fmt(stages, ["round", "stage", "map@25", "lo", "hi", "recall@25"] +
+          _fmt(stages, ["round", "stage", m, "lo", "hi", rec] +
                [c for c in ("gain", "gain_lo", "gain_hi") if c in stages] + ["how"]),
-          f"\n## Choice\n\n`{c['name']}` ({c['kind']}): pooled {c['pooled']['map@25']:.4f} (picked on these pairs); "
-          f"out of fold {c['out_of_fold']['map@25']:.4f} ({c['out_of_fold']['lo']:.4f} .. {c['out_of_fold']['hi']:.4f}). "
+          f"\n## Choice\n\n`{c['name']}` ({c['kind']}): pooled {c['pooled'][m]:.4f} (picked on these pairs); "
+          f"out of fold {c['out_of_fold'][m]:.4f} ({c['out_of_fold']['lo']:.4f} .. {c['out_of_fold']['hi']:.4f}). "
           f"Picks per held-out fold: {', '.join(c['fold_picks'])}.\n",
           "\n## Alternatives (pooled; the best 20 and every retrieval single)\n",
           _fmt(pd.concat([alts.head(20), alts[alts["kind"] == "retrieval"]]).drop_duplicates("name"),
-               ["name", "kind", "map@25", "lo", "hi", "recall@25"])]
+               ["name", "kind", m, "lo", "hi", rec])]
     if in_fold is not None and len(in_fold):
         md += ["\n## As each fold ran (06/08 tuned in fold: optimistic)\n",
-               _fmt(in_fold, ["round", "stage", "folds", "pairs", "map@25", "lo", "hi", "recall@25"])]
+               _fmt(in_fold, ["round", "stage", "folds", "pairs", m, "lo", "hi", rec])]
     return "\n".join(md)
 
 
@@ -426,7 +440,7 @@ def compare(runs: dict[str, str | Path]) -> pd.DataFrame:
     """Paired comparison of finished runs (CV or plain) per round and stage, on their common pairs.
 
     Reads each run's ``cv_pairs.parquet`` (made by ``choose``; a run may also be given as that
-    file). Columns: MAP@25 and Recall@25 of each run, and the difference of each later run
+    file). Columns: MAP@k and Recall@k of each run, and the difference of each later run
     against the first with its 95% interval (a paired bootstrap over questions).
     """
     names = list(runs)
@@ -437,6 +451,10 @@ def compare(runs: dict[str, str | Path]) -> pd.DataFrame:
             choose(root)
         tables[name] = pd.read_parquet(path)
     first = names[0]
+    ks = {n: int(t["k"].iloc[0]) if "k" in t and len(t) else 25 for n, t in tables.items()}  # no column: before k existed
+    if len(set(ks.values())) > 1:
+        raise ValueError(f"runs scored at different MAP cut-offs cannot be compared: {ks}")
+    k = ks[first]
     rows = []
     keys = tables[first][["round", "stage"]].drop_duplicates().itertuples(index=False)
     for r, stage in keys:
@@ -452,9 +470,9 @@ def compare(runs: dict[str, str | Path]) -> pd.DataFrame:
         a = sel[first].loc[common, "ap"].to_numpy()
         for n in names:
             ap = sel[n].loc[common, "ap"].to_numpy()
-            row[f"{n} map@25"], row[f"{n} recall@25"] = float(ap.mean()), float((ap > 0).mean())
+            row[f"{n} map@{k}"], row[f"{n} recall@{k}"] = float(ap.mean()), float((ap > 0).mean())
             if n != first:
-                d = paired_bootstrap(a, ap, groups=sel[first].loc[common, "QuestionId"].to_numpy())
+                d = paired_bootstrap(a, ap, groups=sel[first].loc[common, "group"].to_numpy())
                 row[f"{n} - {first}"], row["lo"], row["hi"] = d["gain"], d["lo"], d["hi"]
         rows.append(row)
     return pd.DataFrame(rows)

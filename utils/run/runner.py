@@ -30,12 +30,12 @@ from pathlib import Path
 from typing import Iterator
 
 from utils import io
-from utils.config import REPO_ROOT, SAMPLE_DATA_DIR, deep_update, dump_config, load_config
+from utils.config import REPO_ROOT, deep_update, dump_config, load_config
+from utils.tasks import get_task
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 RUN_FILE = "run.json"  # the fingerprint of what a run folder was made with
 LOCK_FILE = ".lock"
-DATA_FILES = ("train.csv", "test.csv", "misconception_mapping.csv")
 COSMETIC_KEYS = ("show_progress",)  # config keys that change no result: left out of the fingerprint
 
 
@@ -135,11 +135,10 @@ def _sha256(path: Path) -> str:
 
 def fingerprint(cfg: dict, data_dir: str | os.PathLike | None, split: str, model: str | None) -> dict:
     """What a run folder's results depend on: the data files' bytes, the config (less cosmetic keys), split, model."""
-    root = Path(data_dir) if data_dir else SAMPLE_DATA_DIR
-    for name in ("train.csv", "misconception_mapping.csv"):
-        if not (root / name).exists():
-            raise FileNotFoundError(f"{root / name}: file not found (expected Kaggle's Eedi layout)")
-    data = {name: _sha256(root / name) if (root / name).exists() else None for name in DATA_FILES}
+    task = get_task(cfg["data"]["task"])
+    root = Path(data_dir) if data_dir else task.sample_dir
+    task.load(root, require_test=(split == "full"))  # bad data stops here, before any notebook runs
+    data = {f.relative_to(root).as_posix(): _sha256(f) for f in sorted(root.rglob("*")) if f.is_file()}
     config = {k: v for k, v in cfg.items() if k not in COSMETIC_KEYS}
     found = {"data_dir": str(root), "data": data, "split": split, "model": model, "config": config}
     return json.loads(json.dumps(found, default=str))  # as stored in run.json
@@ -148,7 +147,8 @@ def fingerprint(cfg: dict, data_dir: str | os.PathLike | None, split: str, model
 def fingerprint_changes(saved: dict, current: dict) -> list[str]:
     """What differs between two fingerprints, in words (empty: the same run)."""
     changes = []
-    files = [n for n in DATA_FILES if (saved.get("data") or {}).get(n) != current["data"][n]]
+    old_data = saved.get("data") or {}
+    files = [n for n in dict.fromkeys([*current["data"], *old_data]) if old_data.get(n) != current["data"].get(n)]
     if files:
         changes.append(f"data ({', '.join(files)} differ; made from {saved.get('data_dir')}, now {current['data_dir']})")
     old, new = saved.get("config") or {}, current["config"]
@@ -212,12 +212,13 @@ def run_lock(out: Path) -> Iterator[Path]:
 
 
 def submission_copies(cfg: dict, out: Path) -> list[Path]:
-    """The run-level submissions 08 writes: ``<out>/submission.csv`` and ``<submission.dir>/<run>/submission.csv``."""
-    paths = [out / "submission.csv"]
+    """The run-level submissions 08 writes: ``<out>/<file>`` and ``<submission.dir>/<run>/<file>`` (Eedi: submission.csv)."""
+    name = get_task(cfg["data"]["task"]).submission_file
+    paths = [out / name]
     if cfg["submission"].get("dir"):
         from utils.stages.context import from_root
 
-        paths.append(from_root(cfg["submission"]["dir"]) / out.name / "submission.csv")
+        paths.append(from_root(cfg["submission"]["dir"]) / out.name / name)
     return paths
 
 

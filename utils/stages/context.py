@@ -13,10 +13,11 @@ from pathlib import Path
 import pandas as pd
 
 from utils import io
-from utils.config import REPO_ROOT, SAMPLE_DATA_DIR, load_config
-from utils.tasks.eedi import Competition, load_competition, to_pairs
+from utils.config import REPO_ROOT, load_config
 from utils.retrieval.embed import Embedder
-from utils.splits import make_split
+from utils.splits import make_split, query_groups
+from utils.tasks import Task, TaskData, get_task
+from utils.tasks.base import format_queries
 
 
 @dataclass
@@ -27,11 +28,17 @@ class RunContext:
     split: str
     round_idx: int
     config: dict
-    comp: Competition
-    pairs: pd.DataFrame  # all train.csv pairs, with a ``fold`` column
-    test_pairs: pd.DataFrame  # test.csv pairs (empty frame when there is no test.csv)
+    task: Task
+    data: TaskData
+    pairs: pd.DataFrame  # the task's training queries (utils.tasks.base), with a ``fold`` column
+    test_pairs: pd.DataFrame  # the task's test queries (an empty frame when it has none)
     base_model: str
     extra: dict = field(default_factory=dict)
+
+    @property
+    def k(self) -> int:
+        """The metric's cut-off and the submission's length (MAP@k): ``submission.k``, by default the task's."""
+        return int(self.config["submission"]["k"])
 
     @property
     def out_dir(self) -> Path:
@@ -42,20 +49,21 @@ class RunContext:
         return self.out_dir / "cache"
 
     @property
-    def misconceptions(self) -> pd.DataFrame:
-        return self.comp.misconceptions
+    def corpus(self) -> pd.DataFrame:
+        """The candidates: ``item_id``, ``item_text``, ``raw_id``."""
+        return self.data.corpus
 
     @property
     def train_pairs(self) -> pd.DataFrame:
-        """Labelled training pairs (what the models learn from)."""
+        """Labelled training queries (what the models learn from)."""
         p = self.pairs
-        return p[(p["fold"] == "train") & p["MisconceptionId"].notna()].reset_index(drop=True)
+        return p[(p["fold"] == "train") & (p["positives"].map(len) > 0)].reset_index(drop=True)
 
     @property
     def val_pairs(self) -> pd.DataFrame:
-        """Labelled validation pairs (what is scored); empty for ``split=full``."""
+        """Labelled validation queries (what is scored); empty for ``split=full``."""
         p = self.pairs
-        return p[(p["fold"] == "val") & p["MisconceptionId"].notna()].reset_index(drop=True)
+        return p[(p["fold"] == "val") & (p["positives"].map(len) > 0)].reset_index(drop=True)
 
     @property
     def embedder_dir(self) -> Path:
@@ -96,7 +104,6 @@ class RunContext:
         return io.update_metrics(self.run_dir, section, values)
 
 
-
 def load_context(
     run_dir: str | os.PathLike,
     data_dir: str | os.PathLike | None = None,
@@ -116,21 +123,25 @@ def load_context(
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = load_config(config_path)
     configure_threads(cfg["cpu_threads"])
-    comp = load_competition(data_dir or SAMPLE_DATA_DIR, require_test=(split == "full"))
-    pairs = to_pairs(comp.train, cfg["data"]["query_template"])
+    task = get_task(cfg["data"]["task"])
+    data = task.load(data_dir or task.sample_dir, require_test=(split == "full"))
+    template = cfg["data"]["query_template"]
+    pairs = data.queries.copy()
+    test_pairs = data.test.copy() if data.test is not None else pairs.iloc[:0].copy()
+    if template:  # a config's own template over the task's query text
+        pairs["query_text"] = format_queries(pairs, template)
+        test_pairs["query_text"] = format_queries(test_pairs, template) if len(test_pairs) else []
     split_path = run_dir.parent / "split.parquet"
     if split_path.exists():
         split_df = pd.read_parquet(split_path)
-        if set(split_df["QuestionId"]) != set(comp.train["QuestionId"]):
+        if set(split_df["group"]) != set(pairs["group"]):
             raise ValueError(f"{split_path} was made for other data; remove it or use another --out")
     else:
-        split_df = make_split(comp.train, split, seed=cfg["seed"], **cfg["split"])
+        split_df = make_split(query_groups(pairs), split, seed=cfg["seed"], **cfg["split"])
         io.write_parquet(split_path, split_df)
-    pairs["fold"] = pairs["QuestionId"].map(split_df.set_index("QuestionId")["fold"])
-    test_pairs = to_pairs(comp.test, cfg["data"]["query_template"]) if comp.test is not None else pairs.iloc[:0].copy()
-    return RunContext(run_dir, split, int(round_idx), cfg, comp, pairs, test_pairs,
+    pairs["fold"] = pairs["group"].map(split_df.set_index("group")["fold"])
+    return RunContext(run_dir, split, int(round_idx), cfg, task, data, pairs, test_pairs,
                       model or cfg["embedder"]["model"])
-
 
 
 def configure_threads(setting: int | str) -> None:
@@ -149,11 +160,9 @@ def configure_threads(setting: int | str) -> None:
         torch.set_num_threads(int(setting))
 
 
-
 def from_root(path: str | os.PathLike) -> Path:
     p = Path(path)
     return p if p.is_absolute() else REPO_ROOT / p
-
 
 
 def load_split(ctx: RunContext) -> pd.DataFrame:

@@ -18,15 +18,15 @@ def evaluate_embedders(ctx: RunContext) -> dict[str, pd.DataFrame]:
         out["finetuned" if name == "current" else name] = rank(ctx, ctx.embedder(name), val)
     io.write_parquet(ctx.run_dir / "base_val.parquet", out["base"])  # the zero-shot stage of a CV report
     save_val_pairs(ctx)
-    ctx.metrics("03_eval_embedder", {k: evaluate(v, val) for k, v in out.items()})
+    ctx.metrics("03_eval_embedder", {name: evaluate(v, val, k=ctx.k) for name, v in out.items()})
     return out
 
 
 
-def per_group_map(ranking: pd.DataFrame, pairs: pd.DataFrame, column: str = "SubjectName") -> pd.DataFrame:
-    """MAP@25 per value of ``column`` (e.g. subject), with counts, best first."""
+def per_group_map(ranking: pd.DataFrame, pairs: pd.DataFrame, column: str = "SubjectName", k: int = 25) -> pd.DataFrame:
+    """MAP@k per value of ``column`` (a task field, e.g. Eedi's subject), with counts, best first."""
     rows = []
     for value, grp in pairs.groupby(column):
-        r = evaluate(ranking[ranking["QuestionId_Answer"].isin(grp["QuestionId_Answer"])], grp)
-        rows.append({column: value, "n": len(grp), "map@25": r["map@25"], "recall@25": r["recall@25"]})
-    return pd.DataFrame(rows).sort_values(["n", "map@25"], ascending=False).reset_index(drop=True)
+        r = evaluate(ranking[ranking["query_id"].isin(grp["query_id"])], grp, k=k)
+        rows.append({column: value, "n": len(grp), f"map@{k}": r[f"map@{k}"], f"recall@{k}": r[f"recall@{k}"]})
+    return pd.DataFrame(rows).sort_values(["n", f"map@{k}"], ascending=False).reset_index(drop=True)

@@ -10,7 +10,6 @@ from utils import io
 from utils.config import fusion_config_from
 from utils.metrics import evaluate
 from utils.stages.context import RunContext, from_root
-from utils.stages.ops import corpus_ids
 
 
 def fusion_config(ctx: RunContext) -> dict:
@@ -49,9 +48,9 @@ def fuse_rounds(ctx: RunContext) -> dict:
     named = round_rankings(ctx)
     names = [n for n, _ in named]
     has_val = len(ctx.val_pairs) > 0 and all(p["val"] is not None for _, p in named)
-    singles = {n: evaluate(p["val"], ctx.val_pairs) for n, p in named} if has_val else {}
+    singles = {n: evaluate(p["val"], ctx.val_pairs, k=ctx.k) for n, p in named} if has_val else {}
     if len(named) == 1 or fc["method"] == "none":
-        best = max(singles, key=lambda n: singles[n]["map@25"]) if singles else names[-1]
+        best = max(singles, key=lambda n: singles[n][f"map@{ctx.k}"]) if singles else names[-1]
         pick = dict(named)[best]
         if pick["val"] is not None and len(pick["val"]):
             io.write_parquet(ctx.run_dir / "fused_val.parquet", pick["val"])
@@ -66,7 +65,7 @@ def fuse_rounds(ctx: RunContext) -> dict:
         method, tuned = fc["method"], {}
         weights = weights if sum(weights) > 0 else [1.0] * len(named)
     elif has_val:
-        tuned = {m: tune_weights([p["val"] for _, p in named], ctx.val_pairs, m) for m in methods}
+        tuned = {m: tune_weights([p["val"] for _, p in named], ctx.val_pairs, m, at=ctx.k) for m in methods}
         method = max(tuned, key=lambda m: tuned[m][1])
         weights = list(tuned[method][0])
     else:  # split=full: no validation; equal-weight RRF is the safe default
@@ -82,27 +81,25 @@ def fuse_rounds(ctx: RunContext) -> dict:
 
 
 def submit(ctx: RunContext, ranking: pd.DataFrame) -> Path | None:
-    """Write and validate ``submission.csv`` for test.csv in the round, in ``<out>/`` and in ``<submission.dir>/<run>/``.
+    """Write and validate the task's submission (Eedi: ``submission.csv``) for its test queries in the
+    round, in ``<out>/`` and in ``<submission.dir>/<run>/``.
 
     All or none: built and validated once, staged beside every target, then renamed into place,
     so a failure leaves none of this call's copies.
     """
     from contextlib import ExitStack
 
-    from utils.tasks.eedi import write_submission
-
     if ctx.test_pairs.empty:
         return None
-    k = ctx.config["submission"]["k"]
-    ids = ctx.test_pairs["QuestionId_Answer"].tolist()
-    valid = corpus_ids(ctx).tolist()
-    path = ctx.run_dir / "submission.csv"
-    targets = [path, ctx.out_dir / "submission.csv"]
+    name = ctx.task.submission_file
+    path = ctx.run_dir / name
+    targets = [path, ctx.out_dir / name]
     if ctx.config["submission"].get("dir"):
-        targets.append(from_root(ctx.config["submission"]["dir"]) / ctx.out_dir.name / "submission.csv")
+        targets.append(from_root(ctx.config["submission"]["dir"]) / ctx.out_dir.name / name)
     with ExitStack() as stack:  # each staged file is renamed onto its target only if the block succeeds
         staged = [stack.enter_context(io.atomic_path(t)) for t in targets]
-        write_submission(ranking, ids, valid, staged[0], k)
+        ctx.task.write_submission(ranking, ctx.data, staged[0])
+        ctx.task.validate_submission(staged[0], ctx.data)
         for tmp in staged[1:]:
             tmp.write_bytes(staged[0].read_bytes())
     return path

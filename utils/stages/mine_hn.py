@@ -20,9 +20,9 @@ def mine(ctx: RunContext) -> tuple[list[dict], dict]:
         raise ValueError("no labelled training pairs in this split")
     records, q, c, pos_scores, neg_scores = mine_records(ctx, emb, train)
     io.write_jsonl(ctx.run_dir / "hard_negatives.jsonl", records)
-    ranking = retrieve(train["QuestionId_Answer"].tolist(), q, corpus_ids(ctx), c, 100)
+    ranking = retrieve(train["query_id"].tolist(), q, corpus_ids(ctx), c, 100)
     stats = {"mining_model": emb.name_or_path, "n_queries": len(records), "n_negatives": m["n"],
-             "train_map@25_of_mining_model": evaluate(ranking, train)["map@25"],
+             f"train_map@{ctx.k}_of_mining_model": evaluate(ranking, train, k=ctx.k)[f"map@{ctx.k}"],
              "mean_pos_score": float(np.mean(pos_scores)),
              "mean_neg_score": float(np.mean([s for r in neg_scores for s in r]))}
     ctx.metrics("01_mine_hn", stats)

@@ -7,6 +7,7 @@ import pandas as pd
 
 from utils import io
 from utils.metrics import evaluate, paired_bootstrap, per_query_ap
+from utils.rerank.base import get_reranker
 from utils.stages.context import RunContext
 from utils.stages.train_reranker import rerank_config
 
@@ -16,18 +17,8 @@ def score_reranker(ctx: RunContext, candidates: pd.DataFrame, pairs: pd.DataFram
     from utils.rerank.data import build_rerank_candidates
 
     rc = rerank_config(ctx)
-    rows = build_rerank_candidates(candidates, pairs, ctx.misconceptions, rc["top_k"])
-    if rc["family"] == "cross_encoder":
-        from utils.rerank.cross_encoder import retrieval_weight, score_cross_encoder
-
-        logits = score_cross_encoder(str(ctx.reranker_dir), rows["query_text"].tolist(), rows["MisconceptionName"].tolist(),
-                                     batch_size=rc["score_batch_size"], max_length=rc["max_length"])
-        w = retrieval_weight(ctx.reranker_dir)  # a residually trained model scores logit + w * retrieval
-        return logits + w * rows["score"].to_numpy(np.float32) if w else logits
-    from utils.rerank.llm import score_llm_reranker
-
-    return score_llm_reranker(rows, str(ctx.reranker_dir), batch_size=rc["score_batch_size"], max_length=rc["max_length"],
-                              window=rc["window"], stride=rc["stride"], tta=rc["tta"])
+    rows = build_rerank_candidates(candidates, pairs, ctx.corpus, rc["top_k"])
+    return get_reranker(rc).score(rows, ctx.reranker_dir, rc)
 
 
 ITEM_PRIOR_GRID = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -39,16 +30,10 @@ def reranker_item_prior(ctx: RunContext, candidates: pd.DataFrame) -> np.ndarray
 
     Only a cross-encoder trained with ``item_bias_l2`` has biases; any other reranker gets zeros.
     """
-    from utils.rerank.cross_encoder import item_bias
-
     rc = rerank_config(ctx)
     head = candidates[candidates["rank"] <= rc["top_k"]]
-    bias = item_bias(ctx.reranker_dir) if rc["family"] == "cross_encoder" else {}
-    if not bias:
-        return np.zeros(len(head))
-    names = dict(zip(ctx.misconceptions["MisconceptionId"].astype(int), ctx.misconceptions["MisconceptionName"]))
-    return np.array([bias.get(names[int(m)], 0.0) for m in head["MisconceptionId"]], dtype=np.float64)
-
+    names = dict(zip(ctx.corpus["item_id"].astype(int), ctx.corpus["item_text"]))
+    return get_reranker(rc).item_prior([names[int(m)] for m in head["item_id"]], ctx.reranker_dir)
 
 
 def _item_prior_weights(rc: dict, has_prior: bool) -> tuple[float, ...]:
@@ -108,7 +93,7 @@ def rerank_all(ctx: RunContext) -> dict:
     tuned = bool(len(ctx.val_pairs)) and (fixed_alpha is None or len(weights) > 1)
     if tuned:
         prior_weight, alpha, _, table = tune_prior_and_blend(*scores["val"], priors["val"], weights, ctx.val_pairs,
-                                                             rc["top_k"], fixed_alpha)
+                                                             rc["top_k"], fixed_alpha, k=ctx.k)
         if table is not None:
             out["blend_table"] = table
     else:  # nothing to tune on (split full) or nothing to tune
@@ -119,7 +104,7 @@ def rerank_all(ctx: RunContext) -> dict:
         cands = scores["val"][0]
         head = cands[cands["rank"] <= rc["top_k"]]
         io.write_parquet(ctx.run_dir / "rerank_scores_val.parquet", pd.DataFrame({
-            "QuestionId_Answer": head["QuestionId_Answer"].to_numpy(), "MisconceptionId": head["MisconceptionId"].to_numpy(),
+            "query_id": head["query_id"].to_numpy(), "item_id": head["item_id"].to_numpy(),
             "reranker_score": scores["val"][1], "item_prior": priors["val"], "top_k": rc["top_k"]}))
     scores = {part: (c, s + prior_weight * priors[part]) for part, (c, s) in scores.items()}
     for part, (cands, s) in scores.items():
@@ -131,16 +116,17 @@ def rerank_all(ctx: RunContext) -> dict:
         val = ctx.val_pairs
         reranked_only = rerank(scores["val"][0], scores["val"][1], rc["top_k"])
         out["val_scores"] = scores["val"][1]
-        retrieval_ap, groups, seed = per_query_ap(scores["val"][0], val), val["QuestionId"].to_numpy(), ctx.config["seed"]
-        summary = {"retrieval": evaluate(scores["val"][0], val),
-                   "reranker_only": evaluate(reranked_only, val),
-                   "reranked": evaluate(out["val"], val), "blend_alpha": alpha,
+        k = ctx.k
+        retrieval_ap, groups, seed = per_query_ap(scores["val"][0], val, k), val["group"].to_numpy(), ctx.config["seed"]
+        summary = {"retrieval": evaluate(scores["val"][0], val, k=k),
+                   "reranker_only": evaluate(reranked_only, val, k=k),
+                   "reranked": evaluate(out["val"], val, k=k), "blend_alpha": alpha,
                    "item_prior_weight": prior_weight,
-                   # per-question bootstrap of the MAP@25 gain (optimistic when alpha was tuned on these pairs)
-                   "gain_ci": paired_bootstrap(retrieval_ap, per_query_ap(out["val"], val), groups=groups, seed=seed)}
+                   # per-group bootstrap of the MAP@k gain (optimistic when alpha was tuned on these pairs)
+                   "gain_ci": paired_bootstrap(retrieval_ap, per_query_ap(out["val"], val, k), groups=groups, seed=seed)}
         if tuned and len(np.unique(groups)) >= 2:  # the same tuning done out of fold: the gain to expect on new questions
             oof = out_of_fold_ap(scores["val"][0], out["val_scores_without_prior"], priors["val"], weights, val,
-                                 rc["top_k"], fixed_alpha, seed=seed)
+                                 rc["top_k"], fixed_alpha, seed=seed, k=k)
             summary["gain_out_of_fold"] = paired_bootstrap(retrieval_ap, oof, groups=groups, seed=seed)
             out["val_ap_out_of_fold"] = oof
         out["summary"] = summary

@@ -43,6 +43,8 @@ class Task(Protocol):
 
     name: str            # the --task value
     metric_k: int        # MAP@k / Recall@k cut-off and the submission's length (Eedi 25, OAG-AQA 20)
+    submission_file: str  # what 08 writes (Eedi: submission.csv)
+    config_defaults: dict  # config values under the user's (e.g. longer max lengths for long passages); may be {}
     sample_dir: Path     # bundled synthetic sample in the raw layout (the default data_dir)
 
     def load(self, data_dir: Path, require_test: bool = False) -> TaskData:
@@ -79,3 +81,11 @@ def check_contract(data: TaskData, source: str) -> None:
             raise DataError(f"{source}: query {qid!r}: positive item {unknown[0]!r} is not in the corpus")
     if not any(len(p) for p in data.queries["positives"]):
         raise DataError(f"{source}: no labelled training queries (every query has no positive)")
+
+
+def format_queries(pairs: pd.DataFrame, template: str) -> list[str]:
+    """Fill ``template`` (``str.format`` fields named after pair columns) for every row."""
+    try:
+        return [template.format(**rec) for rec in pairs.to_dict("records")]
+    except KeyError as e:
+        raise DataError(f"query template names unknown field {e}; fields: {list(pairs.columns)}") from None

@@ -17,7 +17,7 @@ import pandas as pd
 
 from utils.io import write_csv
 from utils.metrics import ranking_lists
-from utils.tasks.base import DataError
+from utils.tasks.base import DataError, TaskData, format_queries
 
 ANSWERS = ("A", "B", "C", "D")
 BASE_COLUMNS = [
@@ -218,14 +218,6 @@ def to_pairs(questions: pd.DataFrame, template: str = DEFAULT_QUERY_TEMPLATE) ->
     return pairs
 
 
-def format_queries(pairs: pd.DataFrame, template: str) -> list[str]:
-    """Fill ``template`` (``str.format`` fields named after pair columns) for every row."""
-    try:
-        return [template.format(**rec) for rec in pairs.to_dict("records")]
-    except KeyError as e:
-        raise DataError(f"query template names unknown field {e}; fields: {list(pairs.columns)}") from None
-
-
 # -- submission: Kaggle's QuestionId_Answer,MisconceptionId ------------------------------------
 SUBMISSION_COLUMNS = ["QuestionId_Answer", "MisconceptionId"]
 
@@ -285,3 +277,51 @@ def write_submission(ranking: pd.DataFrame, query_ids: Iterable[str], valid_ids:
     sub = build_submission(ranking, query_ids, k)
     validate_submission(sub, query_ids, valid_ids, k)
     return write_csv(path, sub)
+
+
+# -- the task: Kaggle's files <-> the suite's tables (utils.tasks.base) ------------------------------
+def queries_of(questions: pd.DataFrame, template: str = DEFAULT_QUERY_TEMPLATE) -> pd.DataFrame:
+    """``to_pairs`` with the contract's columns: ``query_id`` (= QuestionId_Answer), ``group``
+    (= QuestionId: the wrong answers of a question share a fold), ``positives`` (the misconception)."""
+    pairs = to_pairs(questions, template)
+    pairs.insert(0, "query_id", pairs["QuestionId_Answer"])
+    pairs.insert(1, "group", pairs["QuestionId"].astype(int))
+    pairs["positives"] = [() if pd.isna(m) else (int(m),) for m in pairs["MisconceptionId"]]
+    return pairs.drop(columns=["MisconceptionId"])
+
+
+def corpus_of(misconceptions: pd.DataFrame) -> pd.DataFrame:
+    return pd.DataFrame({"item_id": misconceptions["MisconceptionId"].astype(int).to_numpy(),
+                         "item_text": misconceptions["MisconceptionName"].astype(str).to_numpy(),
+                         "raw_id": misconceptions["MisconceptionId"].astype(str).to_numpy()})
+
+
+class EediTask:
+    """Eedi: one query per (question, wrong answer), 2,587 misconceptions, MAP@25."""
+
+    name = "eedi"
+    metric_k = 25
+    submission_file = "submission.csv"
+    sample_dir = Path(__file__).resolve().parents[2] / "data" / "sample"
+    query_template = DEFAULT_QUERY_TEMPLATE
+    config_defaults: dict = {}  # utils.config.DEFAULTS are Eedi's
+
+    def load(self, data_dir: Path, require_test: bool = False) -> TaskData:
+        comp = load_competition(data_dir, require_test=require_test)
+        test = queries_of(comp.test) if comp.test is not None else None
+        return TaskData(Path(data_dir), queries_of(comp.train), corpus_of(comp.misconceptions), test)
+
+    def write_submission(self, ranking: pd.DataFrame, data: TaskData, path: Path) -> Path:
+        if data.test is None:
+            raise ValueError("no test.csv questions to write a submission for")
+        return write_submission(ranking, data.test["query_id"].tolist(), data.corpus["item_id"].tolist(), path,
+                                self.metric_k)
+
+    def validate_submission(self, path: Path, data: TaskData) -> None:
+        try:
+            validate_submission(path, data.test["query_id"].tolist(), data.corpus["item_id"].tolist(), self.metric_k)
+        except SubmissionError as e:
+            raise DataError(str(e)) from None
+
+
+TASK = EediTask()
