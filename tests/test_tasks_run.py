@@ -56,7 +56,7 @@ def _run(tmp_path, task, data_dir, notebooks, epochs=2):
 def test_aqa_chain_writes_a_valid_submission(tmp_path, notebooks):
     task = get_task("aqa")
     data_dir = _tiny_aqa(tmp_path / "aqa")
-    out, stdout = _run(tmp_path, "aqa", data_dir, notebooks)
+    out, stdout = _run(tmp_path, "aqa", data_dir, notebooks, epochs=1)
     data = task.load(data_dir)
     sub = out / "submission.txt"
     assert f"submission: {sub}" in stdout

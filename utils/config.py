@@ -227,7 +227,7 @@ def opt(default: Any, rule: Rule | None = None) -> Any:
 # CPU defaults, sized for the bundled sample on 2 cores; configs/gpu.yaml has the full recipe.
 @dataclass
 class DataConfig:
-    task: str = opt("eedi", _one_of(*TASKS))  # the competition (utils/tasks/): eedi | aqa | beir
+    task: str = opt("eedi", _one_of(*TASKS))  # the competition: a module of utils/tasks/ (eedi, aqa, beir, ...)
     # str.format fields named after the task's query columns (Eedi: QuestionText, AnswerText, ...);
     # None = the task's own (Eedi: utils.tasks.eedi.DEFAULT_QUERY_TEMPLATE)
     query_template: str | None = opt(None, Rule(("str",), null=True))

@@ -19,16 +19,15 @@ from __future__ import annotations
 
 import html
 import json
-import os
 import re
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from .base import DataError, TaskData, check_contract
+from utils.io import atomic_path
+from utils.tasks.base import DataError, TaskData, check_contract
 
 TRAIN_FILE = "qa_train.txt"
 TEST_FILE = "qa_test_wo_ans.txt"
@@ -272,15 +271,8 @@ class AQATask:
             lines.append(",".join(item_to_pid[i] for i in items))
         path = Path(path)
         _check_lines(lines, data, str(path), self.metric_k)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-                f.write("".join(line + "\n" for line in lines))
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_path(path) as tmp:  # the umask's permissions, renamed into place only when written
+            tmp.write_text("".join(line + "\n" for line in lines), encoding="utf-8", newline="\n")
         return path
 
     def validate_submission(self, path: Path, data: TaskData) -> None:
