@@ -128,7 +128,7 @@ def load_context(
     template = cfg["data"]["query_template"]
     pairs = data.queries.copy()
     test_pairs = data.test.copy() if data.test is not None else pairs.iloc[:0].copy()
-    if template:  # a config's own template over the task's query text
+    if template and template != getattr(task, "query_template", None):  # a config's own template over the task's text
         pairs["query_text"] = format_queries(pairs, template)
         test_pairs["query_text"] = format_queries(test_pairs, template) if len(test_pairs) else []
     split_path = run_dir.parent / "split.parquet"
