@@ -40,6 +40,9 @@ VARIANTS: dict[str, dict] = {
     "init_previous_rerank_w0": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                 "rerank": {"item_prior_weight": 0.0}},
     "init_base_rerank": {"train": {"init": "base"}, "notebooks": WITH_RERANKER},
+    # the reranker on the last round only (what the submission uses when nothing is fused)
+    "init_previous_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
+                                  "rerank": {"item_prior_weight": 0.0, "rounds": "last"}},
     "init_previous_2ep": {"train": {"init": "previous", "epochs": 2}, "notebooks": RETRIEVAL},
     "init_previous_lr2e-5": {"train": {"init": "previous", "lr": 2.0e-5}, "notebooks": RETRIEVAL},
 }

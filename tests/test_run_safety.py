@@ -243,3 +243,21 @@ def test_show_progress_auto_resolves_to_a_bool(fake_chain, tmp_path, tiny_data, 
     monkeypatch.setenv("CI", "true")
     run_chain(tmp_path / "c", tiny_data, "v1", 1, fake_chain, verbose=False)
     assert snapshot(tmp_path / "c") is False
+
+
+def test_rerank_rounds_decide_which_rounds_run_05_and_06(fake_chain, tmp_path, tiny_data):
+    nb_dir = runner.NOTEBOOK_DIR
+    for name in ("05_train_reranker", "06_rerank"):
+        (nb_dir / f"{name}.ipynb").write_bytes((nb_dir / "01_mine_hn.ipynb").read_bytes())
+    chain = ["01_mine_hn", "05_train_reranker", "06_rerank"]
+
+    def ran(which, out):
+        cfg = tmp_path / f"{out}.yaml"
+        cfg.write_text(CONFIG.replace("[01_mine_hn]", f"[{', '.join(chain)}]") + f"rerank: {{rounds: {which}}}\n")
+        results = run_chain(tmp_path / out, tiny_data, "v1", 3, cfg, verbose=False)
+        return {r: [s.notebook for s in results if s.round_idx == r and s.status == "ran"] for r in (1, 2, 3)}
+
+    assert ran("last", "last") == {1: ["01_mine_hn"], 2: ["01_mine_hn"], 3: chain}
+    assert ran("[2]", "two") == {1: ["01_mine_hn"], 2: chain, 3: ["01_mine_hn"]}
+    assert ran("all", "all") == {1: chain, 2: chain, 3: chain}
+    assert _runs(tmp_path / "last", 3) == 3 and _runs(tmp_path / "last", 1) == 1

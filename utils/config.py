@@ -363,6 +363,9 @@ class RerankConfig:
     # a number in [0, 1] = that alpha (e.g. the one CV chose)
     blend: Any = opt(True, Rule(("bool", "number"), ge=0, le=1))
     score_batch_size: int = opt(32, _int(ge=1))
+    # the rounds that run 05/06: "all", "last" (the run's last round: mining reads the embedder only, so a
+    # reranker in earlier rounds serves only fusion) or a list of round numbers
+    rounds: Any = opt("all", Rule(("list",), choices=("all", "last"), item=_int(ge=1)))
 
 
 @dataclass

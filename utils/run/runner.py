@@ -32,6 +32,7 @@ from typing import Iterator
 from utils import io
 from utils.config import REPO_ROOT, deep_update, dump_config, load_config
 from utils.tasks import get_task
+from utils.run.cv import RERANKERS
 
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 RUN_FILE = "run.json"  # the fingerprint of what a run folder was made with
@@ -282,6 +283,14 @@ def run_chain(
             return _run_rounds(out, cfg, chain, data_dir, split, rounds, model, force, verbose, km)
 
 
+def round_chain(chain: list[str], cfg: dict, r: int, rounds: int) -> list[str]:
+    """The notebooks round ``r`` of ``rounds`` runs: 05/06 only in the rounds ``rerank.rounds`` names."""
+    which = cfg["rerank"]["rounds"]
+    if which == "all" or (which == "last" and r == rounds) or (isinstance(which, list) and r in which):
+        return list(chain)
+    return [n for n in chain if n not in RERANKERS]
+
+
 def _run_rounds(out: Path, cfg: dict, chain: list[str], data_dir: str | None, split: str, rounds: int,
                 model: str | None, force: bool, verbose: bool, km) -> list[StepResult]:
     results: list[StepResult] = []
@@ -295,7 +304,7 @@ def _run_rounds(out: Path, cfg: dict, chain: list[str], data_dir: str | None, sp
             io.write_text(snapshot, snapshot_text)  # same fingerprint: at most show_progress differs
         params = {"run_dir": str(run_dir), "data_dir": data_dir, "split": split, "round_idx": r,
                   "config_path": str(snapshot), "model": model}
-        for name in chain:
+        for name in round_chain(chain, cfg, r, rounds):
             src = NOTEBOOK_DIR / f"{name}.ipynb"
             dst = run_dir / f"{name}.ipynb"
             if dst.exists() and not (force or dirty):
