@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> dict:
     from tiny_models import make_tiny_decoder
     from utils.rerank import llm as lr
     from utils.lora import load_tokenizer
+    from utils.tasks.eedi import PROMPTS as EEDI  # the data is Eedi
 
     from _common import use_cuda
 
@@ -93,26 +94,26 @@ def main(argv: list[str] | None = None) -> dict:
     train, head = synthetic_train(n_queries, n_negatives=7, pad_words=args.pad_words)
     head = head.iloc[: args.score_rows].reset_index(drop=True)
     tok = load_tokenizer(base)
-    stats = lr.prompt_length_stats(train, tok, "pointwise", verbose=False)
+    stats = lr.prompt_length_stats(train, tok, "pointwise", verbose=False, prompts=EEDI)
 
     if cuda:
         torch.cuda.reset_peak_memory_stats()
     out = lr.train_llm_reranker(train, base, work / "adapter", mode="pointwise", r=args.lora_r, alpha=2 * args.lora_r,
                                 dropout=0.05, load_in_4bit=cuda, lr=1e-4, batch_size=args.batch_size,
                                 max_length=args.max_length, max_steps=args.steps, gradient_checkpointing=True,
-                                warmup_ratio=0.1, log_every=10)
+                                warmup_ratio=0.1, log_every=10, prompts=EEDI)
     log = json.loads((Path(out) / "train_log.json").read_text())
     peak_train = torch.cuda.max_memory_allocated() if cuda else 0
 
     # Score with a fresh 4-bit load of base + adapter (what inference does), twice: timed, then reload check.
     model, tok2, _ = lr.load_llm_reranker(out, load_in_4bit=cuda)
-    n_tokens = sum(len(lr.encode_prompt(tok2, lr.query_block(r), lr.pointwise_tail(r["item_text"]),
+    n_tokens = sum(len(lr.encode_prompt(tok2, lr.query_block(r, EEDI["query"]), lr.pointwise_tail(r["item_text"], EEDI["pointwise"]),
                                         args.max_length)) for r in head.to_dict("records"))
     if cuda:
         torch.cuda.synchronize()
     t = time.perf_counter()
     s1 = lr.score_llm_reranker(head, model=model, tokenizer=tok2, mode="pointwise", batch_size=2 * args.batch_size,
-                               max_length=args.max_length)
+                               max_length=args.max_length, prompts=EEDI)
     if cuda:
         torch.cuda.synchronize()
     score_s = time.perf_counter() - t

@@ -17,6 +17,7 @@ from tiny_models import make_tiny_decoder, synthetic_task  # noqa: E402
 from utils.rerank import llm as lr  # noqa: E402
 from utils.lora import attach_lora, load_adapter, load_causal_lm, load_tokenizer, merge_and_save, save_adapter  # noqa: E402
 from utils.rerank.data import build_rerank_candidates, build_rerank_train  # noqa: E402
+from utils.tasks.eedi import PROMPTS as EEDI  # noqa: E402  (the tiny tokenizers learned its words)
 
 torch.set_num_threads(1)  # 2 shared cores: one thread avoids oversubscription stalls
 MAXLEN = 48  # prompts are cut to their tail + a little question: keeps CPU tests quick
@@ -69,7 +70,7 @@ def test_listwise_plan_covers_every_candidate():
 
 def test_prompt_keeps_tail_when_truncating(decoders):
     tok = load_tokenizer(decoders["llama"])
-    head, tail = "Question: " + "what is 3 + 4 ? " * 40, lr.pointwise_tail("Adds the denominators")
+    head, tail = "Question: " + "what is 3 + 4 ? " * 40, lr.pointwise_tail("Adds the denominators", EEDI["pointwise"])
     ids = lr.encode_prompt(tok, head, tail, max_length=40)
     assert len(ids) == 40 and tok.decode(ids).rstrip().endswith("Answer:")
     stats = lr.length_stats([1, 2, 3, 4, 100])
@@ -106,10 +107,10 @@ def _bce(scores, labels):
 def test_pointwise_training_lowers_loss_and_reloads(decoders, data, tmp_path):
     train, _ = data
     base = decoders["llama"]
-    before = _bce(lr.score_llm_reranker(train, base=base, max_length=MAXLEN), train["label"].to_numpy())
+    before = _bce(lr.score_llm_reranker(train, base=base, max_length=MAXLEN, prompts=EEDI), train["label"].to_numpy())
     out = lr.train_llm_reranker(train, base, tmp_path / "pw", mode="pointwise", r=4, alpha=8, dropout=0.0,
                                 target_modules=None, epochs=3, lr=2e-2, batch_size=8, max_length=MAXLEN,
-                                warmup_ratio=0.0, gradient_checkpointing=True, log_every=0)
+                                warmup_ratio=0.0, gradient_checkpointing=True, log_every=0, prompts=EEDI)
     scores = lr.score_llm_reranker(train, out)
     assert _bce(scores, train["label"].to_numpy()) < before - 0.05
     log = json.loads((Path(out) / "train_log.json").read_text())
@@ -122,7 +123,8 @@ def test_listwise_training_lowers_loss_and_scores_every_row(decoders, data, tmp_
     base = decoders["qwen2"]
     out = lr.train_llm_reranker(train, base, tmp_path / "lw", mode="listwise", r=4, alpha=8, dropout=0.0,
                                 target_modules=None, epochs=4, lr=2e-2, batch_size=4, max_length=MAXLEN,
-                                warmup_ratio=0.0, gradient_checkpointing=False, listwise_permutations=2, log_every=0)
+                                warmup_ratio=0.0, gradient_checkpointing=False, listwise_permutations=2, log_every=0,
+                                prompts=EEDI)
     log = json.loads((Path(out) / "train_log.json").read_text())
     assert log["epoch_losses"][-1] < log["epoch_losses"][0] - 0.05
     scores = lr.score_llm_reranker(head, out, window=3, stride=2, tta=True)
@@ -134,3 +136,27 @@ def test_4bit_without_cuda_is_a_clear_error(decoders):
         pytest.skip("CUDA present")
     with pytest.raises(RuntimeError, match="CUDA"):
         load_causal_lm(decoders["llama"], load_in_4bit=True)
+
+
+def test_prompts_are_saved_with_the_adapter_and_scoring_reads_them(decoders, data, tmp_path):
+    train, head = data
+    base = decoders["llama"]
+    custom = {"pointwise": "Paper: {candidate}\nDoes it answer the question?\nAnswer:", "query": "Q: {query_text}\n"}
+    out = lr.train_llm_reranker(train, base, tmp_path / "pw", mode="pointwise", r=4, alpha=8, dropout=0.0,
+                                target_modules=None, max_steps=2, lr=2e-2, batch_size=8, max_length=MAXLEN,
+                                warmup_ratio=0.0, gradient_checkpointing=False, log_every=0, prompts=custom)
+    config_file = Path(out) / lr.CONFIG_FILE
+    saved = json.loads(config_file.read_text())["prompts"]
+    assert saved == {**lr.PROMPTS, **custom} and saved["listwise"] == lr.PROMPTS["listwise"]
+    model, tok, _ = lr.load_llm_reranker(out)
+    own = lr.score_llm_reranker(head, out)
+    explicit = lr.score_llm_reranker(head, model=model, tokenizer=tok, mode="pointwise", max_length=MAXLEN, prompts=custom)
+    generic = lr.score_llm_reranker(head, model=model, tokenizer=tok, mode="pointwise", max_length=MAXLEN)
+    np.testing.assert_array_equal(own, explicit)  # the adapter's own wording, not the generic one
+    assert np.abs(own - generic).max() > 1e-4
+    # an adapter saved before the wording was recorded was trained on Eedi's: scored with it
+    legacy = json.loads(config_file.read_text())
+    del legacy["prompts"]
+    config_file.write_text(json.dumps(legacy))
+    eedi = lr.score_llm_reranker(head, model=model, tokenizer=tok, mode="pointwise", max_length=MAXLEN, prompts=EEDI)
+    np.testing.assert_array_equal(lr.score_llm_reranker(head, out), eedi)

@@ -7,6 +7,7 @@ import pytest
 from utils import io
 from utils import stages
 from utils.rerank.base import CrossEncoderReranker, LLMReranker, get_reranker
+from utils.tasks.eedi import PROMPTS as EEDI
 
 
 @pytest.fixture
@@ -87,7 +88,7 @@ def test_stages_pass_each_family_its_arguments(ctx, monkeypatch):
         assert args[1:] == ("some/llm", ctx.reranker_dir) and df.groupby("group").size().max() == group
         assert kwargs == {"mode": mode, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"],
                           "load_in_4bit": False, "epochs": 2.0, "lr": 1e-3, "batch_size": 8, "max_length": 80,
-                          "seed": seed}
+                          "seed": seed, "prompts": EEDI}  # the task's wording, saved with the adapter
         got = stages.rerank.score_reranker(ctx, val_cands, val)
         args, kwargs = scored.pop()
         pd.testing.assert_frame_equal(args[0], rows)
@@ -136,7 +137,7 @@ def test_item_prior_and_lengths_per_family(ctx, monkeypatch):
         assert stages.train_reranker.reranker_lengths(ctx, train_df) == {"lengths": [3, 4], "stats": {"n": 2}}
         args, kwargs = calls.pop()
         assert args[0] is train_df and args[1] == ("tok", str(ctx.reranker_dir))
-        assert kwargs == {"mode": mode, "window": 6, "verbose": False}
+        assert kwargs == {"mode": mode, "window": 6, "verbose": False, "prompts": EEDI}
 
 
 def test_item_bias_reaches_the_cross_encoder(ctx):

@@ -18,6 +18,7 @@ import torch
 
 from utils.rerank import llm as lr
 from utils import pypi_models as pm
+from utils.tasks.eedi import PROMPTS as EEDI
 from utils.config import REPO_ROOT, SAMPLE_DATA_DIR
 from utils.tasks.eedi import corpus_of, load_competition, queries_of
 from utils.retrieval.embed import resolve_model
@@ -118,14 +119,14 @@ def test_prompt_templates_render_and_truncation_keeps_the_candidate(tok, eedi):
     pairs, mis = eedi
     row = pairs.iloc[0].to_dict()
     name = mis["item_text"].iloc[0]
-    head = lr.query_block(row)
+    head = lr.query_block(row, EEDI["query"])
     assert head == (f"Subject: {row['SubjectName']}\nConstruct: {row['ConstructName']}\n"
                     f"Question: {row['QuestionText']}\nCorrect answer: {row['CorrectAnswerText']}\n"
                     f"Wrong answer: {row['AnswerText']}\n")
-    point = lr.pointwise_tail(name)
+    point = lr.pointwise_tail(name, EEDI["pointwise"])
     assert point == f"Misconception: {name}\nDoes this misconception explain the wrong answer?\nAnswer:"
     options = mis["item_text"].iloc[:4].tolist()
-    listwise = lr.listwise_tail(options)
+    listwise = lr.listwise_tail(options, EEDI["listwise"])
     assert listwise.startswith("Options:\nA. " + options[0] + "\nB. ") and f"\nD. {options[3]}\n" in listwise
     for tail in (point, listwise):
         assert tok.decode(lr.encode_prompt(tok, head, tail, 10**9)) == head + tail  # no truncation: exact text

@@ -114,10 +114,11 @@ class LLMReranker(Reranker):
                                   r=lora.get("r", 16), alpha=lora.get("alpha", 32), dropout=lora.get("dropout", 0.05),
                                   **({"target_modules": lora["target_modules"]} if "target_modules" in lora else {}),
                                   load_in_4bit=rc["load_in_4bit"], epochs=rc["epochs"], lr=rc["lr"],
-                                  batch_size=rc["batch_size"], max_length=rc["max_length"], seed=seed)
+                                  batch_size=rc["batch_size"], max_length=rc["max_length"], seed=seed,
+                                  prompts=rc.get("prompts"))
 
     def score(self, rows: pd.DataFrame, model_dir: str | os.PathLike, rc: dict) -> np.ndarray:
-        """``score_llm_reranker`` (mode and base from the adapter's config)."""
+        """``score_llm_reranker`` (mode, base and wording from the adapter's config)."""
         from utils.rerank.llm import score_llm_reranker
 
         return score_llm_reranker(rows, str(model_dir), batch_size=rc["score_batch_size"], max_length=rc["max_length"],
@@ -129,7 +130,7 @@ class LLMReranker(Reranker):
         from utils.rerank.llm import prompt_length_stats
 
         stats = prompt_length_stats(train_df, load_tokenizer(str(model_dir)), mode=self.mode, window=rc["window"],
-                                    verbose=False)
+                                    verbose=False, prompts=rc.get("prompts"))
         return {"lengths": stats.pop("lengths", []), "stats": stats}
 
 

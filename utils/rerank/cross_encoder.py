@@ -214,7 +214,10 @@ class PairFeatures:
 
 
 def fit_item_bias(data: dict[str, list], l2: float = 0.1, steps: int = 200) -> dict[str, float]:
-    """The bias-only expert: one score per misconception name, fitted to the listwise groups alone.
+    """The bias-only expert: one score per item text, fitted to the listwise groups alone.
+
+    Keyed by text, not id, on purpose: the cross-encoder sees only the text, so two items with the
+    same text are one item to it, and the bias it trains beside must treat them alike.
 
     Maximises the group softmax likelihood of the gold among [positive, negative_1..n] using
     nothing but a per-name bias, with an L2 penalty ``l2 * sum(b**2)`` (a misconception that is

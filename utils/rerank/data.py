@@ -2,8 +2,8 @@
 
 Both outputs are long tables with the texts attached, so every reranker (cross-encoder, LLM
 pointwise, LLM listwise) reads the same columns:
-``query_id``, ``query_text``, ``item_id``, ``item_text`` (+ the structured question columns of
-``pairs`` when present, which LLM prompts use).
+``query_id``, ``query_text``, ``item_id``, ``item_text`` (+ the task's other query columns, e.g.
+Eedi's ``QuestionText``, which a task's LLM prompt may name).
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ from utils.metrics import labelled
 QUERY = "query_id"
 ITEM = "item_id"
 NAME = "item_text"
-# Columns of ``pairs`` carried along for prompts that show the question piece by piece.
-CONTEXT_COLUMNS = ["ConstructName", "SubjectName", "QuestionText", "CorrectAnswerText", "AnswerText"]
+# Columns of ``pairs`` not carried along: labels, folds and names the reranker tables use themselves.
+NOT_CARRIED = {"positives", "group", "fold", ITEM, NAME, "label", "rank", "score", "retrieval_score", "gold_injected"}
 
 
 def _query_columns(pairs: pd.DataFrame) -> pd.DataFrame:
-    cols = [QUERY, "query_text"] + [c for c in CONTEXT_COLUMNS if c in pairs.columns]
+    """The query columns prompts may name (``query_text`` and any task field), one row per query."""
+    cols = [QUERY, "query_text"] + [c for c in pairs.columns if c not in NOT_CARRIED and c not in (QUERY, "query_text")]
     return pairs[cols].drop_duplicates(QUERY)
 
 

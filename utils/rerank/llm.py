@@ -1,6 +1,6 @@
 """LLM rerankers with LoRA / QLoRA: pointwise Yes/No and listwise lettered options.
 
-* **pointwise** — one prompt per (query, misconception) ending in ``Answer:``; score =
+* **pointwise** — one prompt per (query, candidate) ending in ``Answer:``; score =
   logit(" Yes") − logit(" No") at the last position. Training: BCE on that difference
   (``pointwise_loss="bce"``) or 2-way CE over the two tokens (``"ce"``).
 * **listwise** — up to 26 candidates as options ``A.``, ``B.``, …; each option is scored by the
@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import string
 import time
 from pathlib import Path
 from typing import Sequence
@@ -39,38 +40,57 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ANSWER_CONTEXT = "Answer:"
 CONFIG_FILE = "reranker_config.json"
 
-POINTWISE_TAIL = (
-    "Misconception: {misconception}\n"
-    "Does this misconception explain the wrong answer?\n" + ANSWER_CONTEXT
-)
-LISTWISE_TAIL = "Options:\n{options}\nWhich option is the misconception behind the wrong answer?\n" + ANSWER_CONTEXT
+# The prompt wording: ``query`` (the question part, ``str.format`` fields named after the query
+# columns), ``pointwise`` (``{candidate}``) and ``listwise`` (``{options}``), both ending with the
+# answer cue. These are the generic ones; a task module gives its own (``PROMPTS`` of
+# utils/tasks/eedi.py, aqa.py) and ``rerank.prompts`` overrides any of them. Training saves them in
+# ``reranker_config.json``, so scoring and the Kaggle kernel read the wording the adapter learned.
+PROMPTS = {
+    "query": "Query: {query_text}\n",
+    "pointwise": "Candidate: {candidate}\nIs this candidate relevant to the query?\n" + ANSWER_CONTEXT,
+    "listwise": "Options:\n{options}\nWhich option is the most relevant to the query?\n" + ANSWER_CONTEXT,
+}
+FIELDS = {"pointwise": "candidate", "listwise": "options"}
 
 
 # ----------------------------------------------------------------------------- prompts
 
-def query_block(row: pd.Series | dict) -> str:
-    """The question part of a prompt: structured fields when ``pairs`` columns are present, else ``query_text``."""
-    get = row.get
-    if all(isinstance(get(c), str) for c in ("QuestionText", "CorrectAnswerText", "AnswerText")):
-        lines = []
-        if isinstance(get("SubjectName"), str):
-            lines.append(f"Subject: {get('SubjectName')}")
-        if isinstance(get("ConstructName"), str):
-            lines.append(f"Construct: {get('ConstructName')}")
-        lines += [f"Question: {get('QuestionText')}", f"Correct answer: {get('CorrectAnswerText')}",
-                  f"Wrong answer: {get('AnswerText')}"]
-        return "\n".join(lines) + "\n"
-    return f"Question: {get('query_text')}\n"
+def check_prompts(prompts: dict | None = None) -> dict:
+    """``PROMPTS`` with ``prompts`` over them, checked: known keys, each candidate template names its
+    field once and ends with the answer cue (the Yes/No and letter ids are read right after it)."""
+    unknown = sorted(set(prompts or {}) - set(PROMPTS))
+    if unknown:
+        raise ValueError(f"rerank.prompts: unknown key(s) {unknown}; known: {sorted(PROMPTS)}")
+    out = {**PROMPTS, **(prompts or {})}
+    for key, value in out.items():
+        if not isinstance(value, str) or not value.strip():
+            raise ValueError(f"rerank.prompts.{key}: expected a non-empty string, got {value!r}")
+    for key, field in FIELDS.items():
+        names = [f for _, f, _, _ in string.Formatter().parse(out[key]) if f is not None]
+        if names != [field]:
+            raise ValueError(f"rerank.prompts.{key}: needs exactly one field {{{field}}}, got {names}")
+        if not out[key].endswith(ANSWER_CONTEXT):
+            raise ValueError(f"rerank.prompts.{key}: must end with {ANSWER_CONTEXT!r} (the answer cue)")
+    return out
 
 
-def pointwise_tail(misconception: str) -> str:
-    return POINTWISE_TAIL.format(misconception=misconception)
+def query_block(row: pd.Series | dict, template: str = PROMPTS["query"]) -> str:
+    """The question part of a prompt: ``template`` filled from the row's query columns."""
+    try:
+        return template.format(**dict(row))
+    except KeyError as e:
+        raise ValueError(f"rerank.prompts.query names {e}, which the reranker rows lack; "
+                         f"fields: {sorted(map(str, dict(row)))}") from None
 
 
-def listwise_tail(options: Sequence[str]) -> str:
+def pointwise_tail(candidate: str, template: str = PROMPTS["pointwise"]) -> str:
+    return template.format(candidate=candidate)
+
+
+def listwise_tail(options: Sequence[str], template: str = PROMPTS["listwise"]) -> str:
     if len(options) > len(LETTERS):
         raise ValueError(f"at most {len(LETTERS)} options per prompt, got {len(options)}")
-    return LISTWISE_TAIL.format(options="\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options)))
+    return template.format(options="\n".join(f"{LETTERS[i]}. {o}" for i, o in enumerate(options)))
 
 
 # ----------------------------------------------------------------------------- tokens
@@ -145,20 +165,21 @@ def length_stats(lengths: Sequence[int]) -> dict:
 
 
 def prompt_length_stats(df: pd.DataFrame, tokenizer, mode: str = "pointwise", window: int = 8,
-                        verbose: bool = True) -> dict:
+                        verbose: bool = True, prompts: dict | None = None) -> dict:
     """Token-length statistics of the untruncated prompts ``df`` would produce, to choose ``max_length``.
 
     ``tokenizer``: a tokenizer or a path/hub id. Listwise prompts use each query's first
     ``window`` rows (``rank`` order when present).
     """
     tok = load_tokenizer(tokenizer) if isinstance(tokenizer, (str, os.PathLike)) else tokenizer
+    p = check_prompts(prompts)
     if mode == "pointwise":
-        prompts = [(query_block(r), pointwise_tail(r[NAME])) for r in df.to_dict("records")]
+        texts = [(query_block(r, p["query"]), pointwise_tail(r[NAME], p["pointwise"])) for r in df.to_dict("records")]
     else:
         order = df.sort_values([QUERY, "rank"]) if "rank" in df.columns else df
-        prompts = [(query_block(g.iloc[0].to_dict()), listwise_tail(g[NAME].tolist()[:window]))
-                   for _, g in order.groupby(QUERY, sort=False)]
-    stats = length_stats([len(encode_prompt(tok, h, t, 10**9)) for h, t in prompts])
+        texts = [(query_block(g.iloc[0].to_dict(), p["query"]), listwise_tail(g[NAME].tolist()[:window], p["listwise"]))
+                 for _, g in order.groupby(QUERY, sort=False)]
+    stats = length_stats([len(encode_prompt(tok, h, t, 10**9)) for h, t in texts])
     if verbose:
         print(f"{mode} prompt tokens: " + ", ".join(f"{k}={v:.0f}" for k, v in stats.items()))
     return stats
@@ -236,14 +257,16 @@ def _choice_logits(logits, choice_ids: list[list[int]]):
 
 # ----------------------------------------------------------------------------- examples
 
-def _pointwise_examples(df: pd.DataFrame, tok, max_length: int) -> list[dict]:
+def _pointwise_examples(df: pd.DataFrame, tok, max_length: int, prompts: dict) -> list[dict]:
     yes, no = yes_no_token_ids(tok)
     prefix = _special_prefix(tok)
-    return [{"ids": encode_prompt(tok, query_block(r), pointwise_tail(r[NAME]), max_length, prefix),
+    return [{"ids": encode_prompt(tok, query_block(r, prompts["query"]), pointwise_tail(r[NAME], prompts["pointwise"]),
+                                  max_length, prefix),
              "choices": [yes, no], "target": float(r.get("label", 0))} for r in df.to_dict("records")]
 
 
-def _listwise_examples(train_df: pd.DataFrame, tok, max_length: int, seed: int, permutations: int) -> list[dict]:
+def _listwise_examples(train_df: pd.DataFrame, tok, max_length: int, seed: int, permutations: int,
+                       prompts: dict) -> list[dict]:
     """One example per (group, permutation): the group's rows shuffled into options, target = gold's letter."""
     rng = np.random.default_rng(seed)
     prefix = _special_prefix(tok)
@@ -254,10 +277,10 @@ def _listwise_examples(train_df: pd.DataFrame, tok, max_length: int, seed: int, 
         names, labels = g[NAME].tolist(), g["label"].to_numpy()
         if labels.sum() != 1:
             raise ValueError("listwise groups need exactly one gold row")
-        head = query_block(g.iloc[0].to_dict())
+        head = query_block(g.iloc[0].to_dict(), prompts["query"])
         for _ in range(permutations):
             perm = rng.permutation(len(names))
-            ids = encode_prompt(tok, head, listwise_tail([names[i] for i in perm]), max_length, prefix)
+            ids = encode_prompt(tok, head, listwise_tail([names[i] for i in perm], prompts["listwise"]), max_length, prefix)
             out.append({"ids": ids, "choices": letters[: len(names)], "target": int(np.flatnonzero(labels[perm] == 1)[0])})
     return out
 
@@ -303,6 +326,7 @@ def train_llm_reranker(
     max_steps: int | None = None,
     seed: int = 42,
     log_every: int = 10,
+    prompts: dict | None = None,
 ) -> str:
     """LoRA-train an LLM reranker on ``build_rerank_train`` output; saves adapter + tokenizer + config to ``out_dir``.
 
@@ -310,7 +334,8 @@ def train_llm_reranker(
     lettered prompt (set ``n_negatives = window - 1`` when building the data to match scoring).
     ``load_in_4bit`` gives QLoRA (CUDA only). Batches group rows of similar length
     (``LengthGroupedSampler``) and are padded per batch. ``out_dir/train_log.json`` records
-    per-step losses, per-epoch means, token counts and throughput.
+    per-step losses, per-epoch means, token counts and throughput. ``prompts``: the wording over
+    ``PROMPTS`` (``check_prompts``), saved with the adapter.
     """
     import torch
     from torch.utils.data import RandomSampler
@@ -321,12 +346,13 @@ def train_llm_reranker(
 
     if mode not in ("pointwise", "listwise"):
         raise ValueError(f"unknown mode {mode!r}")
+    prompts = check_prompts(prompts)
     set_seed(seed)
     tok = load_tokenizer(base)
     if mode == "pointwise":
-        examples = _pointwise_examples(train_df, tok, max_length)
+        examples = _pointwise_examples(train_df, tok, max_length, prompts)
     else:
-        examples = _listwise_examples(train_df, tok, max_length, seed, listwise_permutations)
+        examples = _listwise_examples(train_df, tok, max_length, seed, listwise_permutations, prompts)
     model = attach_lora(load_causal_lm(base, load_in_4bit=load_in_4bit), r=r, alpha=alpha, dropout=dropout,
                         target_modules=target_modules, gradient_checkpointing=gradient_checkpointing)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -382,7 +408,7 @@ def train_llm_reranker(
                train_tokens_per_s=tokens / max(seconds, 1e-9))
     model.eval()
     config = {"mode": mode, "base": str(base), "max_length": max_length, "load_in_4bit": load_in_4bit,
-              "lora": {"r": r, "alpha": alpha, "dropout": dropout}}
+              "lora": {"r": r, "alpha": alpha, "dropout": dropout}, "prompts": prompts}
     out_dir = Path(out_dir)
     with atomic_dir(out_dir) as tmp:
         model.save_pretrained(str(tmp))
@@ -416,13 +442,15 @@ def score_llm_reranker(
     load_in_4bit: bool | None = None,
     model=None,
     tokenizer=None,
+    prompts: dict | None = None,
 ) -> np.ndarray:
     """Reranker scores aligned with the rows of ``df`` (``build_rerank_candidates`` output).
 
     Give ``adapter_dir`` (mode, base and max_length come from its config) or an already loaded
     ``model`` + ``tokenizer`` (+ ``mode``); with only ``base``, the plain base model is scored.
     Pointwise: logit(Yes) − logit(No). Listwise: mean letter log-probability over the windows /
-    orders that show the row (``df`` needs ``query_id`` and ``rank``).
+    orders that show the row (``df`` needs ``query_id`` and ``rank``). The wording: ``prompts``, else
+    the adapter's (``reranker_config.json``), else ``PROMPTS``.
     """
     import torch
 
@@ -440,17 +468,20 @@ def score_llm_reranker(
         tokenizer = load_tokenizer(tokenizer.name_or_path)
     mode = mode or config.get("mode", "pointwise")
     max_length = max_length or config.get("max_length", 512)
+    if prompts is None and config and "prompts" not in config:
+        from utils.tasks.eedi import PROMPTS as prompts  # adapters saved before the wording was: trained on Eedi's
+    prompts = check_prompts(prompts or config.get("prompts"))
     model.eval()
     with torch.inference_mode():
         if mode == "pointwise":
-            return _score_pointwise(model, tokenizer, df, batch_size, max_length)
+            return _score_pointwise(model, tokenizer, df, batch_size, max_length, prompts)
         if mode == "listwise":
-            return _score_listwise(model, tokenizer, df, batch_size, max_length, window, stride, tta)
+            return _score_listwise(model, tokenizer, df, batch_size, max_length, window, stride, tta, prompts)
     raise ValueError(f"unknown mode {mode!r}")
 
 
-def _score_pointwise(model, tok, df, batch_size, max_length) -> np.ndarray:
-    examples = _pointwise_examples(df, tok, max_length)
+def _score_pointwise(model, tok, df, batch_size, max_length, prompts) -> np.ndarray:
+    examples = _pointwise_examples(df, tok, max_length, prompts)
     scores = np.zeros(len(examples), dtype=np.float32)
     for idx in _batches_by_length([len(e["ids"]) for e in examples], batch_size):
         logits = _last_logits(model, _collate(tok, [examples[i]["ids"] for i in idx]))
@@ -459,24 +490,25 @@ def _score_pointwise(model, tok, df, batch_size, max_length) -> np.ndarray:
     return scores
 
 
-def _score_listwise(model, tok, df, batch_size, max_length, window, stride, tta) -> np.ndarray:
+def _score_listwise(model, tok, df, batch_size, max_length, window, stride, tta, prompts) -> np.ndarray:
     import torch
 
     letters = letter_token_ids(tok, min(window, len(LETTERS)))
     prefix = _special_prefix(tok)
     rows = df.reset_index(drop=True)
-    prompts: list[list[int]] = []
+    seqs: list[list[int]] = []
     shown: list[np.ndarray] = []  # df row positions in option order, per prompt
     for _, g in rows.sort_values([QUERY, "rank"], kind="stable").groupby(QUERY, sort=False):
         pos, names = g.index.to_numpy(), g[NAME].tolist()
-        head = query_block(g.iloc[0].to_dict())
+        head = query_block(g.iloc[0].to_dict(), prompts["query"])
         for order in listwise_plan(len(pos), window, stride, tta):
-            prompts.append(encode_prompt(tok, head, listwise_tail([names[i] for i in order]), max_length, prefix))
+            seqs.append(encode_prompt(tok, head, listwise_tail([names[i] for i in order], prompts["listwise"]), max_length,
+                                      prefix))
             shown.append(pos[order])
     total = np.zeros(len(rows), dtype=np.float64)
     count = np.zeros(len(rows), dtype=np.int64)
-    for idx in _batches_by_length([len(p) for p in prompts], batch_size):
-        logits = _last_logits(model, _collate(tok, [prompts[i] for i in idx]))
+    for idx in _batches_by_length([len(p) for p in seqs], batch_size):
+        logits = _last_logits(model, _collate(tok, [seqs[i] for i in idx]))
         choice = _choice_logits(logits, [letters[: len(shown[i])] for i in idx])
         logp = torch.log_softmax(choice, dim=-1).cpu().numpy()
         for b, i in enumerate(idx):

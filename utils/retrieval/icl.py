@@ -4,7 +4,7 @@ The text matches FlagEmbedding's ``ICLLLMEmbedder`` (inference/embedder/decoder_
 each example is ``examples_instruction_format = "<instruct>{}\\n<query>{}\\n<response>{}"``,
 examples are joined by a blank line and followed by one, then the query as
 ``query_instruction_format = "<instruct>{}\\n<query>{}"`` plus ``suffix = "\\n<response>"``.
-Passages (misconceptions) get no examples and no instruction.
+Passages get no examples and no instruction.
 
 Long prompts: with ``k`` examples the query is several times longer than the bare one; train
 and encode with ``max_query_length`` >= 512 and ``tokenizer.truncation_side = "left"`` so any
@@ -19,8 +19,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-DEFAULT_TASK = ("Given a math question with its correct answer and a student's wrong answer, "
-                "retrieve the misconception that explains the wrong answer.")
+# the generic instruction; a task module gives its own (``icl_task``), ``embedder.icl.task`` overrides both
+DEFAULT_TASK = "Given a query, retrieve the passage that answers it."
 EXAMPLE_FORMAT = "<instruct>{}\n<query>{}\n<response>{}"
 QUERY_FORMAT = "<instruct>{}\n<query>{}"
 SUFFIX = "\n<response>"

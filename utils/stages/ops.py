@@ -30,10 +30,12 @@ def icl_pairs(ctx: RunContext, pairs: pd.DataFrame) -> pd.DataFrame:
     icl = ctx.config["embedder"].get("icl") or {}
     if not icl.get("enabled") or pairs.empty:
         return pairs
-    from utils.retrieval.icl import DEFAULT_TASK, with_icl_queries
+    from utils.retrieval.icl import with_icl_queries
+    from utils.tasks.base import task_icl_instruction
 
-    return with_icl_queries(pairs, ctx.train_pairs, ctx.corpus, k=icl["k"], task=icl.get("task") or DEFAULT_TASK,
-                            seed=ctx.config["seed"], same_subject=icl.get("same_subject", True))
+    return with_icl_queries(pairs, ctx.train_pairs, ctx.corpus, k=icl["k"],
+                            task=task_icl_instruction(ctx.task, icl.get("task")), seed=ctx.config["seed"],
+                            same_subject=icl.get("same_subject", True))
 
 
 def encode_queries(ctx: RunContext, emb: Embedder, pairs: pd.DataFrame) -> np.ndarray:

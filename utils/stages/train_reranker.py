@@ -13,8 +13,11 @@ from utils.stages.ops import rank
 
 
 def rerank_config(ctx: RunContext) -> dict:
-    """This round's ``rerank`` config section over the defaults."""
-    return rerank_config_from(ctx.config)
+    """This round's ``rerank`` config section over the defaults; ``prompts``: the task's wording under the config's."""
+    from utils.tasks.base import task_prompts
+
+    rc = rerank_config_from(ctx.config)
+    return {**rc, "prompts": task_prompts(ctx.task, rc["prompts"])}
 
 
 def train_reranker(ctx: RunContext) -> dict:

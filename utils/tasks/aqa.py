@@ -217,6 +217,15 @@ def _check_lines(lines: list[str], data: TaskData, name: str, k: int) -> None:
             raise DataError(f"{name}: line {i}: unknown pid {unknown[0]!r} (not in {PAPERS_FILE})")
 
 
+# The LLM reranker's wording (utils.rerank.llm.PROMPTS: keys and fields) and the ICL instruction.
+PROMPTS = {
+    "query": "Question: {query_text}\n",
+    "pointwise": "Paper: {candidate}\nDoes this paper answer the question?\nAnswer:",
+    "listwise": "Papers:\n{options}\nWhich paper answers the question?\nAnswer:",
+}
+ICL_TASK = "Given a technical question, retrieve the paper (title and abstract) that answers it."
+
+
 class AQATask:
     """The OAG-AQA task (see the module docstring for the layout)."""
 
@@ -227,6 +236,8 @@ class AQATask:
     # are p95 97 / max 107, passages p95 129 / max 138 (01 prints these statistics for any data).
     config_defaults = {"train": {"max_query_length": 128, "max_passage_length": 160}, "rerank": {"max_length": 256}}
     sample_dir = Path(__file__).resolve().parents[2] / "data" / "aqa_sample"
+    prompts = PROMPTS
+    icl_task = ICL_TASK
 
     def load(self, data_dir: Path, require_test: bool = False) -> TaskData:
         """Read and validate the folder. ``test`` comes from ``qa_test_wo_ans.txt``, else from

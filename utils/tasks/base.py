@@ -46,6 +46,9 @@ class Task(Protocol):
     submission_file: str  # what 08 writes (Eedi: submission.csv)
     config_defaults: dict  # config values under the user's (e.g. longer max lengths for long passages); may be {}
     sample_dir: Path     # bundled synthetic sample in the raw layout (the default data_dir)
+    # optional: prompts (the LLM reranker's wording over utils.rerank.llm.PROMPTS) and icl_task (the
+    # ICL instruction, else utils.retrieval.icl.DEFAULT_TASK); see task_prompts / task_icl_instruction;
+    # kaggle_competition (the competition slug export attaches to the inference kernel)
 
     def load(self, data_dir: Path, require_test: bool = False) -> TaskData:
         """Read and validate the raw files; errors name the file, column and row."""
@@ -89,3 +92,17 @@ def format_queries(pairs: pd.DataFrame, template: str) -> list[str]:
         return [template.format(**rec) for rec in pairs.to_dict("records")]
     except KeyError as e:
         raise DataError(f"query template names unknown field {e}; fields: {list(pairs.columns)}") from None
+
+
+def task_prompts(task: Task, overrides: dict | None = None) -> dict:
+    """The LLM reranker's wording: generic, then the task's ``prompts``, then ``overrides`` (``rerank.prompts``)."""
+    from utils.rerank.llm import check_prompts
+
+    return check_prompts({**(getattr(task, "prompts", None) or {}), **(overrides or {})})
+
+
+def task_icl_instruction(task: Task, configured: str | None = None) -> str:
+    """The ICL instruction: ``embedder.icl.task``, else the task's ``icl_task``, else the generic one."""
+    from utils.retrieval.icl import DEFAULT_TASK
+
+    return configured or getattr(task, "icl_task", None) or DEFAULT_TASK

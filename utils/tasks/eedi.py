@@ -30,6 +30,15 @@ MAPPING_COLUMNS = ["MisconceptionId", "MisconceptionName"]
 # The question text goes last: it is the long part, so truncation to max_length cuts it and never
 # the answers (with it in the middle, 128-token queries of long questions lost the wrong answer,
 # and every wrong answer of such a question got the same ranking).
+# The LLM reranker's wording (utils.rerank.llm.PROMPTS: keys and fields) and the ICL instruction.
+PROMPTS = {
+    "query": ("Subject: {SubjectName}\nConstruct: {ConstructName}\nQuestion: {QuestionText}\n"
+              "Correct answer: {CorrectAnswerText}\nWrong answer: {AnswerText}\n"),
+    "pointwise": "Misconception: {candidate}\nDoes this misconception explain the wrong answer?\nAnswer:",
+    "listwise": "Options:\n{options}\nWhich option is the misconception behind the wrong answer?\nAnswer:",
+}
+ICL_TASK = ("Given a math question with its correct answer and a student's wrong answer, "
+            "retrieve the misconception that explains the wrong answer.")
 DEFAULT_QUERY_TEMPLATE = (
     "Construct: {ConstructName}\nSubject: {SubjectName}\nCorrect answer: {CorrectAnswerText}\n"
     "Wrong answer: {AnswerText}\nQuestion: {QuestionText}"
@@ -305,6 +314,9 @@ class EediTask:
     sample_dir = Path(__file__).resolve().parents[2] / "data" / "sample"
     query_template = DEFAULT_QUERY_TEMPLATE
     config_defaults: dict = {}  # utils.config.DEFAULTS are Eedi's
+    prompts = PROMPTS
+    icl_task = ICL_TASK
+    kaggle_competition = "eedi-mining-misconceptions-in-mathematics"  # the kernel's data source on export
 
     def load(self, data_dir: Path, require_test: bool = False) -> TaskData:
         comp = load_competition(data_dir, require_test=require_test)
