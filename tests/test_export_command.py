@@ -99,3 +99,46 @@ def test_kernel_stops_with_one_line_naming_the_missing_input(tmp_path, param, mi
     line = err.value.evalue
     assert "\n" not in line and missing in line and attach in line and param in line
     assert "ModuleNotFoundError" not in out_nb.read_text()
+
+
+def _kernel(out: Path, slug: str) -> tuple[dict, dict]:
+    kd = out / f"{slug}-inference"
+    nb = nbformat.read(kd / "kaggle_inference.ipynb", as_version=4)
+    ns: dict = {}
+    exec(next(c for c in nb.cells if "parameters" in c.metadata.get("tags", [])).source, ns)
+    return json.loads((kd / "kernel-metadata.json").read_text()), ns
+
+
+@pytest.mark.parametrize("source, competitions, datasets, data_dir", [
+    (None, [], [], "/kaggle/input/<data>"),
+    ("someuser/aqa-data", [], ["someuser/aqa-data"], "/kaggle/input/aqa-data"),
+    ("some-competition", ["some-competition"], [], "/kaggle/input/some-competition"),
+])
+def test_export_names_and_data_source_follow_the_task(hand_made_round, tmp_path, source, competitions, datasets,
+                                                      data_dir):
+    from utils.kaggle.inference import export
+
+    cfg = load_config(overrides={"data": {"task": "aqa"}, "export": {"owner": "someuser", "data_source": source}})
+    (hand_made_round / "config.yaml").write_text(dump_config(cfg))
+    result = export(hand_made_round.parent, 1, out_root=tmp_path / "kd")
+    assert result["dataset_id"] == "someuser/aqa-v1-r1" and result["dataset_metadata"]["title"] == "Aqa v1 round 1 models"
+    meta, params = _kernel(tmp_path / "kd", "aqa-v1-r1")
+    assert meta["competition_sources"] == competitions
+    assert meta["dataset_sources"] == ["someuser/aqa-v1-r1", *datasets]
+    assert params["data_dir"] == data_dir and params["models_dir"] == "/kaggle/input/aqa-v1-r1"
+    assert any("export.data_source" in w for w in result["warnings"]) == (source is None)
+
+
+def test_submit_takes_the_kernels_competition_and_refuses_a_kernel_without_one(hand_made_round, tmp_path):
+    from utils.kaggle.api import kaggle_cli
+    from utils.kaggle.inference import export
+
+    export(hand_made_round.parent, 1, out_root=tmp_path / "kd")  # Eedi: its competition is attached
+    plan = kaggle_cli("submit", tmp_path / "kd" / "eedi-v1-r1-inference", dry_run=True)
+    assert plan["competition"] == "eedi-mining-misconceptions-in-mathematics"
+    assert kaggle_cli("submit", tmp_path / "kd" / "eedi-v1-r1-inference", competition="other")["competition"] == "other"
+    cfg = load_config(overrides={"data": {"task": "aqa"}, "export": {"owner": "someuser"}})
+    (hand_made_round / "config.yaml").write_text(dump_config(cfg))
+    export(hand_made_round.parent, 1, out_root=tmp_path / "kd")
+    with pytest.raises(ValueError, match=r"kernel-metadata.json lists no competition source; pass --competition"):
+        kaggle_cli("submit", tmp_path / "kd" / "aqa-v1-r1-inference", dry_run=True)

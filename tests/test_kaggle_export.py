@@ -53,7 +53,8 @@ def notebook(tmp_path: Path) -> Path:
 @pytest.fixture
 def kernel_dir(tmp_path: Path, notebook: Path) -> Path:
     return build_kernel(notebook, tmp_path / "kernels", KERNEL_ID, KERNEL_TITLE,
-                        dataset_sources=["someuser/eedi-models-r1"])
+                        dataset_sources=["someuser/eedi-models-r1"],
+                        competition_sources=["eedi-mining-misconceptions-in-mathematics"])
 
 
 def test_build_dataset_layout_and_metadata(tmp_path, model_dirs):

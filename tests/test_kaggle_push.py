@@ -74,7 +74,7 @@ def make_kernel(tmp_path: Path, owner: str = "someuser", sources_owner: str | No
     path = tmp_path / "kaggle_inference.ipynb"
     nbformat.write(nb, str(path))
     return build_kernel(path, tmp_path / "kernels", f"{owner}/eedi-inference-round-1", TITLE,
-                        dataset_sources=[f"{sources_owner or owner}/eedi-models-r1"])
+                        dataset_sources=[f"{sources_owner or owner}/eedi-models-r1"], competition_sources=[COMPETITION])
 
 
 def cli(*argv: str) -> int:

@@ -202,7 +202,7 @@ def main(argv: list[str] | None = None) -> int:
     exp = sub.add_parser("export", help="pack a finished round for Kaggle (07_export's work) without re-running notebooks")
     exp.add_argument("run_dir", help="the run folder (e.g. runs/v1) or one of its round_<r>/ folders")
     exp.add_argument("--round", type=int, default=None, help="round to pack (default: the last one with an embedder)")
-    exp.add_argument("--name", default=None, help="dataset slug (default: export.name, else eedi-<run>-r<round>)")
+    exp.add_argument("--name", default=None, help="dataset slug (default: export.name, else <task>-<run>-r<round>)")
     exp.add_argument("--owner", default=None, help="Kaggle username (default: export.owner, else $KAGGLE_USERNAME)")
     exp.add_argument("--out", default=None, help="output root (default: export.dir, kaggle_datasets/)")
     exp.add_argument("--wheels", action=argparse.BooleanOptionalAction, default=None,

@@ -123,6 +123,13 @@ def validate_config(cfg: dict) -> dict:
     if unknown_nb:
         raise ConfigError(f"unknown notebook(s) {unknown_nb}; known: {NOTEBOOKS}")
     mining, split, fusion = cfg["mining"], cfg["split"], cfg.get("fusion") or {}
+    if (cfg.get("rerank") or {}).get("prompts"):
+        from utils.rerank.llm import check_prompts
+
+        try:
+            check_prompts(cfg["rerank"]["prompts"])
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
     if mining["range_min"] >= mining["range_max"]:
         raise ConfigError(f"mining.range_min ({mining['range_min']}) must be below mining.range_max ({mining['range_max']})")
     if split["fold"] >= split["n_folds"]:
@@ -250,7 +257,7 @@ class IclConfig:
 
     enabled: bool = opt(False)
     k: int = opt(3, _int(ge=0))
-    task: str | None = opt(None, Rule(("str",), null=True))
+    task: str | None = opt(None, Rule(("str",), null=True))  # the instruction; None = the task's (utils/tasks/)
     same_subject: bool = opt(True)
 
 
@@ -355,6 +362,9 @@ class RerankConfig:
     loss: str = opt("listwise", _one_of("pointwise", "listwise"))  # cross-encoder loss
     lora: dict | None = opt({"r": 16, "alpha": 32, "dropout": 0.05}, Rule(("dict",), null=True))  # LLM rerankers
     load_in_4bit: bool = opt(False)
+    # LLM rerankers' wording over the task's (utils/tasks/<task>.py PROMPTS): any of query (fields named after
+    # the query columns), pointwise ({candidate}) and listwise ({options}), both ending with "Answer:"
+    prompts: dict | None = opt(None, Rule(("dict",), null=True))
     window: int = opt(8, _int(ge=1))  # listwise: candidates per prompt
     stride: int = opt(4, _int(ge=1))
     tta: bool = opt(True)
@@ -382,7 +392,10 @@ class FusionConfig:
 @dataclass
 class ExportConfig:
     owner: str | None = opt(None, Rule(("str",), null=True))  # Kaggle username; else $KAGGLE_USERNAME; else a placeholder
-    name: str | None = opt(None, Rule(("str",), null=True))  # dataset slug; default eedi-<run>-r<round>
+    name: str | None = opt(None, Rule(("str",), null=True))  # dataset slug; default <task>-<run>-r<round>
+    # the kernel's data: a Kaggle competition slug, or owner/dataset holding the task's files;
+    # None = the task's Kaggle competition (Eedi's); a task without one needs it set
+    data_source: str | None = opt(None, Rule(("str",), null=True))
     title: str | None = opt(None, Rule(("str",), null=True))  # dataset title (6-50 characters)
     dir: str = opt("kaggle_datasets")  # output root (relative paths: from the repository root)
     license: str = opt("CC0-1.0")
@@ -462,3 +475,7 @@ def rerank_config_from(config: dict) -> dict:
 
 def fusion_config_from(config: dict) -> dict:
     return _section(config, "fusion")
+
+
+def export_config_from(config: dict) -> dict:
+    return _section(config, "export")

@@ -1,11 +1,11 @@
 # %% [markdown]
-# # Eedi · inference on Kaggle
+# # Inference on Kaggle
 #
-# Inference only, offline (`utils.kaggle.inference.infer`): embed the wrong answers of `test.csv` with the packed fine-tuned embedder, recall the top-K misconceptions, rerank the head with the packed reranker when there is one, and write `submission.csv`. `models_dir` is the dataset made by `07_export` (it also holds the `utils` package this notebook imports).
+# Inference only, offline (`utils.kaggle.inference.infer`): embed the task's test queries (Eedi: the wrong answers of `test.csv`) with the packed fine-tuned embedder, recall the top-K candidates, rerank the head with the packed reranker when there is one, and write the task's submission (Eedi: `submission.csv`). `models_dir` is the dataset made by `07_export` (it also holds the `utils` package this notebook imports).
 
 # %% tags=["parameters"]
-# Parameters (07_export sets models_dir to the exported dataset)
-data_dir = "/kaggle/input/eedi-mining-misconceptions-in-mathematics"   # competition data (test.csv)
+# Parameters (07_export sets models_dir to the exported dataset and data_dir to the task's data)
+data_dir = "/kaggle/input/eedi-mining-misconceptions-in-mathematics"   # the task's data (07_export sets it)
 models_dir = "/kaggle/input/<slug>"   # dataset with embedder/ [+ reranker/], utils/, config.yaml
 out_dir = "/kaggle/working"   # submission.csv goes here
 config_path = None   # None: models_dir/config.yaml
@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 # An input not attached (Add Input) stops here with one line, before `import utils` (which lives in models_dir).
-for name, what in (('models_dir', 'the dataset'), ('data_dir', 'the competition')):
+for name, what in (('models_dir', 'the dataset'), ('data_dir', 'the competition or data set')):
     value = globals().get(name)  # None: not set here (e.g. this cell run alone), nothing to check
     if value is not None and not Path(value).is_dir():
         raise SystemExit(f"{name} = {str(value)!r} is not a folder: attach {what} {Path(value).name!r} "

@@ -34,8 +34,8 @@ from typing import Any, Callable, Sequence
 import pandas as pd
 
 from utils.io import atomic_dir, write_json
+from utils.tasks import get_task
 
-COMPETITION = "eedi-mining-misconceptions-in-mathematics"
 DATASET_METADATA = "dataset-metadata.json"
 KERNEL_METADATA = "kernel-metadata.json"
 ACTIONS = ("dataset", "kernel", "submit")
@@ -279,7 +279,7 @@ def build_kernel(
     kernel_id: str,
     title: str,
     dataset_sources: Sequence[str],
-    competition_sources: Sequence[str] = (COMPETITION,),
+    competition_sources: Sequence[str] = (),
     model_sources: Sequence[str] = (),
     enable_gpu: bool = True,
     enable_internet: bool = False,
@@ -420,7 +420,7 @@ def _recorded_version(folder: Path, kernel: str) -> int | None:
     return int(version) if isinstance(version, int) or str(version).isdigit() else None
 
 
-def _plan(action: str, path: Path, message: str | None, competition: str, public: bool,
+def _plan(action: str, path: Path, message: str | None, competition: str | None, public: bool,
           kernel_version: int | None = None, timeout: float = KERNEL_TIMEOUT_S,
           poll_interval: float = POLL_INTERVAL_S) -> dict:
     """Validate ``path`` for ``action`` and describe the API call that would be made."""
@@ -438,10 +438,13 @@ def _plan(action: str, path: Path, message: str | None, competition: str, public
                 "dataset_sources", "competition_sources", "kernel_sources", "model_sources")
         return {"action": action, "call": "kernels_push", "folder": str(path), **{k: meta.get(k) for k in keys}}
     if action == "submit":
-        if not competition:
+        if competition is not None and not competition.strip():
             raise ValueError("submit: competition is empty")
         if Path(path).is_dir():  # code competition: submit the pushed notebook's output
             meta = validate_kernel_metadata(path)
+            competition = competition or next(iter(meta.get("competition_sources") or []), None)
+            if not competition:
+                raise ValueError(f"submit: {Path(path) / KERNEL_METADATA} lists no competition source; pass --competition")
             if kernel_version is not None and kernel_version < 1:
                 raise ValueError(f"submit: --version must be a positive kernel version, got {kernel_version}")
             version = kernel_version or _recorded_version(path, meta["id"])
@@ -455,7 +458,8 @@ def _plan(action: str, path: Path, message: str | None, competition: str, public
                     "poll_interval_s": poll_interval}
         if kernel_version is not None:
             raise ValueError("submit: --version names a kernel version; it needs a kernel folder, not a CSV")
-        rows = len(validate_submission(path))
+        rows = len(validate_submission(path))  # Eedi's CSV layout: its competition unless told otherwise
+        competition = competition or get_task("eedi").kaggle_competition
         return {"action": action, "call": "competition_submit", "competition": competition,
                 "file": str(path), "rows": rows, "message": message or Path(path).name}
     raise ValueError(f"unknown kaggle action {action!r}; choose one of {ACTIONS}")
@@ -559,7 +563,7 @@ def kaggle_cli(
     path: Path,
     dry_run: bool = True,
     message: str | None = None,
-    competition: str = COMPETITION,
+    competition: str | None = None,
     public: bool = False,
     kernel_version: int | None = None,
     timeout: float = KERNEL_TIMEOUT_S,
@@ -571,7 +575,8 @@ def kaggle_cli(
     (competition_submit_code, which code competitions such as Eedi require): it first waits up
     to ``timeout`` seconds, polling every ``poll_interval``, for the kernel's run to complete,
     then submits ``kernel_version`` (default: the version the last push from the folder
-    recorded in ``kernel-push.json``, else Kaggle's latest). A dry run prints the request and
+    recorded in ``kernel-push.json``, else Kaggle's latest); ``competition`` defaults to the kernel's
+    competition source (a CSV: Eedi's). A dry run prints the request and
     needs neither network nor credentials. Ids still owned by ``your-kaggle-username`` are an
     error outside a dry run. Returns the plan, plus ``response`` when sent.
     """
@@ -604,7 +609,8 @@ def add_kaggle_subparser(subparsers: argparse._SubParsersAction) -> argparse.Arg
     p.add_argument("path", type=Path, help="dataset/kernel folder, or submission CSV (or kernel folder) for submit")
     p.add_argument("--no-dry-run", dest="dry_run", action="store_false", help="really send (needs credentials)")
     p.add_argument("-m", "--message", default=None, help="version notes / submission description")
-    p.add_argument("--competition", default=COMPETITION)
+    p.add_argument("--competition", default=None,
+                   help="default: the kernel folder's competition source (kernel-metadata.json); for a CSV, Eedi's")
     p.add_argument("--public", action="store_true", help="make a new dataset public (default private)")
     p.add_argument("--version", dest="kernel_version", type=int, default=None, metavar="N",
                    help=f"submit: kernel version (default: the one {PUSH_RECORD} recorded, else the latest)")

@@ -36,38 +36,31 @@ import pandas as pd
 
 from utils import io
 from utils import stages
-from utils.config import REPO_ROOT, dump_config, load_config
+from utils.config import REPO_ROOT, dump_config, export_config_from, load_config
 
 UTILS_DIR = Path(__file__).resolve().parent.parent  # the whole utils package
 INFERENCE_NOTEBOOK = REPO_ROOT / "notebooks" / "kaggle_inference.ipynb"
 KAGGLE_INPUT = "/kaggle/input"
 DEFAULT_OWNER = "your-kaggle-username"
 MANIFEST = "export.json"
-EXPORT_DEFAULTS = {
-    "owner": None,  # Kaggle username; else $KAGGLE_USERNAME; else a placeholder to edit
-    "name": None,  # dataset slug; default eedi-<run>-r<round>
-    "title": None,  # dataset title (6-50 characters)
-    "dir": "kaggle_datasets",  # output root (relative paths: from the repository root)
-    "license": "CC0-1.0",
-    "is_private": True,
-    "enable_gpu": True,
-    # Offline wheels (utils.kaggle.wheels): a second dataset <slug>-wheels with the pinned transformers,
-    # sentence-transformers, peft, ... (and their dependencies) for Kaggle's Python, installed by the
-    # kernel before it imports utils. Off by default: it downloads from PyPI the first time.
-    "wheels": False,
-    "wheels_python": "3.11",  # Kaggle's Python (cp tag of compiled wheels)
-    "wheel_cache": None,  # local wheel cache reused by later exports; None: ~/.cache/eedi-wheels
-}
 _IGNORE = shutil.ignore_patterns("__pycache__", "*.pyc", "*.pyo", ".ipynb_checkpoints", "*.egg-info")
 
 
 # -- export ------------------------------------------------------------------------------------
 def export_config(ctx: stages.context.RunContext) -> dict:
-    cfg = {**EXPORT_DEFAULTS, **(ctx.config.get("export") or {})}
-    unknown = sorted(set(ctx.config.get("export") or {}) - set(EXPORT_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown export option(s) {unknown}; known: {sorted(EXPORT_DEFAULTS)}")
-    return cfg
+    """The run's ``export`` section over its defaults (``utils.config.ExportConfig``)."""
+    return export_config_from(ctx.config)
+
+
+def kernel_data(ctx: stages.context.RunContext, ecfg: dict) -> tuple[list[str], list[str], str | None]:
+    """(competition sources, dataset sources, data_dir) of the kernel: ``export.data_source`` (a
+    competition slug, or owner/dataset), else the task's ``kaggle_competition``; data_dir None: neither."""
+    source = ecfg["data_source"] or getattr(ctx.task, "kaggle_competition", None)
+    if not source:
+        return [], [], None
+    if "/" in source:
+        return [], [source], f"{KAGGLE_INPUT}/{source.split('/', 1)[1]}"
+    return [source], [], f"{KAGGLE_INPUT}/{source}"
 
 
 def slugify_name(text: str, max_len: int = 40) -> str:
@@ -145,29 +138,32 @@ def export_round(
     ``<slug>-wheels`` (``utils.kaggle.wheels.pack_wheels``; ``wheel_requirements`` replaces its default
     pinned list) and makes the kernel attach and install it.
 
-    ``name`` (dataset slug) defaults to config ``export.name``, else ``eedi-<run>-r<round>``;
+    ``name`` (dataset slug) defaults to config ``export.name``, else ``<task>-<run>-r<round>``;
     ``owner`` to ``export.owner``, else ``$KAGGLE_USERNAME``, else ``your-kaggle-username``;
     ``out_root`` to ``export.dir`` (``kaggle_datasets/``). Each folder is built in a temp dir
     and renamed into place (an older build is replaced). Weights are copied, never linked.
+    The kernel reads its data from ``export.data_source`` (a competition, or an owner/dataset), else
+    from the task's Kaggle competition; a task with neither gets a warning and a kernel that stops
+    at its first cell naming ``data_dir``.
     Returns the folders, ids, metadata, the dataset's file list and the push commands.
     """
-    from utils.kaggle.api import (COMPETITION, build_dataset, build_kernel, validate_dataset_metadata,
-                                validate_kernel_metadata)
+    from utils.kaggle.api import build_dataset, build_kernel, validate_dataset_metadata, validate_kernel_metadata
 
     ecfg = export_config(ctx)
     run_dir = Path(ctx.run_dir)
     if not (ctx.embedder_dir / "embedder_config.json").exists():
         raise FileNotFoundError(f"{ctx.embedder_dir}: no fine-tuned embedder (run 02_train_embedder first)")
-    slug = slugify_name(name or ecfg["name"] or f"eedi-{ctx.out_dir.name}-r{ctx.round_idx}")
+    task = ctx.task.name
+    slug = slugify_name(name or ecfg["name"] or f"{task}-{ctx.out_dir.name}-r{ctx.round_idx}")
     if len(slug) < 6:
-        slug = slugify_name(f"eedi-models-{slug}")
+        slug = slugify_name(f"{task}-models-{slug}")
     owner_ = _owner(ecfg, owner)
     dataset_id = f"{owner_}/{slug}"
-    title = ecfg["title"] or f"Eedi {ctx.out_dir.name} round {ctx.round_idx} models"
+    title = ecfg["title"] or f"{task.capitalize()} {ctx.out_dir.name} round {ctx.round_idx} models"
     if len(title) > 50:
         title = title[:50].rstrip()
     if len(title) < 6:
-        title = f"Eedi {title}"
+        title = f"{task.capitalize()} models {title}"
     kernel_slug = f"{slug}-inference"
     kernel_title = kernel_slug.replace("-", " ").capitalize()  # slugifies back to kernel_slug
     kernel_id = f"{owner_}/{kernel_slug}"
@@ -180,6 +176,11 @@ def export_round(
 
     has_reranker = ctx.reranker_dir.is_dir() and any(ctx.reranker_dir.iterdir())
     warnings = _base_model_warnings(ctx.embedder_dir, "embedder")
+    competitions, data_datasets, data_dir = kernel_data(ctx, ecfg)
+    if data_dir is None:
+        data_dir = f"{KAGGLE_INPUT}/<data>"
+        warnings.append(f"task {task!r} has no Kaggle competition: set export.data_source to the competition or "
+                        f"owner/dataset holding its files (the kernel stops until data_dir is attached)")
     if has_reranker:
         warnings += _base_model_warnings(ctx.reranker_dir, "reranker")
     rc = stages.train_reranker.rerank_config(ctx) if has_reranker else None
@@ -213,11 +214,12 @@ def export_round(
             src["reranker"] = ctx.reranker_dir
         dataset_dir = build_dataset(src, root, dataset_id, title, license_name=ecfg["license"])
         nb = set_notebook_parameter(nb_src, stage / "nb" / nb_src.name, "models_dir", f"{KAGGLE_INPUT}/{slug}")
+        nb = set_notebook_parameter(nb, nb, "data_dir", data_dir)
         if wheels_pack:
             nb = set_notebook_parameter(nb, nb, "wheels_dir", f"{KAGGLE_INPUT}/{wheels_slug}")
-        sources = [dataset_id] + ([wheels_pack["dataset_id"]] if wheels_pack else [])
+        sources = [dataset_id] + ([wheels_pack["dataset_id"]] if wheels_pack else []) + data_datasets
         kernel_dir = build_kernel(nb, root, kernel_id, kernel_title, dataset_sources=sources,
-                                  competition_sources=[COMPETITION], enable_gpu=bool(ecfg["enable_gpu"]),
+                                  competition_sources=competitions, enable_gpu=bool(ecfg["enable_gpu"]),
                                   enable_internet=False, is_private=bool(ecfg["is_private"]))
     dataset_meta = validate_dataset_metadata(dataset_dir)
     kernel_meta = validate_kernel_metadata(kernel_dir)
