@@ -149,7 +149,7 @@ def _report(runs: dict, results: Path, name: str) -> None:
                          + stage_gains(pd.read_parquet(_pairs_path(p)), k).to_markdown(index=False, floatfmt=".4f") + "\n"
                          for n, p in runs.items())
     md = (f"# CV of configs/gpu.yaml variants: {', '.join(runs)}\n\n"
-          f"Pooled out-of-fold MAP@{k} / Recall@{k} on the pairs every variant scored; differences against "
+          f"Pooled out-of-fold MAP@{k} / Hit@{k} (= Recall@{k} with one positive per pair) on the pairs every variant scored; differences against "
           f"`{next(iter(runs))}` with a 95% paired bootstrap over questions (benchmarks/cv_defaults.py).\n\n"
           + table.to_markdown(index=False, floatfmt=".4f") + "\n" + within)
     (results / name).write_text(md)

@@ -117,9 +117,11 @@ def test_cv_scores_at_the_runs_k_with_several_positives(tmp_path):
     _fold(tmp_path, 1, 1, {"2_A": 3}, {"2_A": [9, 3]}, config=k3)
     table = cv.stage_table(tmp_path).set_index("stage")
     assert "map@25" not in table and table.loc["retrieval", "map@3"] == pytest.approx(4 / 9)
-    assert table.loc["retrieval", "recall@3"] == pytest.approx(2 / 3) and table.loc["retrieval", "pairs"] == 3
+    # hit@3 counts queries with any positive in the top 3 (Recall@3 would be (1/2 + 0 + 1) / 3 here)
+    assert table.loc["retrieval", "hit@3"] == pytest.approx(2 / 3) and table.loc["retrieval", "pairs"] == 3
     result = cv.choose(tmp_path)
     assert result["k"] == 3 and result["chosen"]["pooled"]["map@3"] == pytest.approx(4 / 9)
+    assert result["one_positive"] is False
     stages = {s["stage"]: s for s in result["stages"]}
     assert stages["retrieval"]["map@3"] == pytest.approx(4 / 9) and "map@25" not in stages["retrieval"]
     pooled = pd.read_parquet(tmp_path / "cv_pairs.parquet")
@@ -194,7 +196,7 @@ def test_compare_prints_the_hand_computed_paired_difference(tmp_path):
     table = cv.compare({"a": tmp_path / "a", "b": tmp_path / "b"})
     row = table.iloc[0]
     assert row["b - a"] == pytest.approx(0.25) and row["a map@25"] == pytest.approx(1.75 / 4)
-    assert row["b recall@25"] == 1.0 and row["a recall@25"] == 0.75
+    assert row["b hit@25"] == 1.0 and row["a hit@25"] == 0.75
     # questions resampled whole: question 1's pairs move together, so the gain lies in [0, 0.5]
     assert 0.0 <= row["lo"] <= 0.25 <= row["hi"] <= 0.5
     assert "0.2500" in proc.stdout and (tmp_path / "cmp" / "compare.md").read_text().count("0.2500") >= 1

@@ -111,6 +111,12 @@ def test_cv_json_rows_keep_their_k(tmp_path):
     (tmp_path / "aqa_cv" / "cv.json").write_text(json.dumps({"k": 20, "stages": [
         {"round": 1, "stage": "retrieval", "pairs": 8, "map@20": 0.5, "lo": 0.4, "hi": 0.6, "recall@20": 0.75},
         {"round": 1, "stage": "final", "pairs": 8, "map@20": 0.625, "lo": 0.5, "hi": 0.7, "recall@20": 0.875}]}))
+    (tmp_path / "aqa_hit").mkdir()  # hit@k is Recall@k only when each query has one positive
+    (tmp_path / "aqa_hit" / "cv.json").write_text(json.dumps({"k": 20, "one_positive": False, "stages": [
+        {"round": 1, "stage": "final", "pairs": 8, "map@20": 0.6, "lo": 0.5, "hi": 0.7, "hit@20": 0.9}]}))
+    (tmp_path / "eedi_hit").mkdir()
+    (tmp_path / "eedi_hit" / "cv.json").write_text(json.dumps({"k": 25, "one_positive": True, "stages": [
+        {"round": 1, "stage": "final", "pairs": 8, "map@25": 0.4, "lo": 0.3, "hi": 0.5, "hit@25": 0.7}]}))
     (tmp_path / "cv").mkdir()  # a cv.json from before the 'k' key: Eedi's MAP@25
     (tmp_path / "cv" / "cv.json").write_text(json.dumps({"stages": [
         {"round": 2, "stage": "final", "pairs": 12, "map@25": 0.25, "lo": 0.2, "hi": 0.3, "recall@25": 0.5}]}))
@@ -118,7 +124,9 @@ def test_cv_json_rows_keep_their_k(tmp_path):
     expected = pd.DataFrame([
         ("aqa_cv", 1, "cv:final", "pooled out of fold", 20, 0.625, 0.875, np.nan),
         ("aqa_cv", 1, "cv:retrieval", "pooled out of fold", 20, 0.5, 0.75, np.nan),
+        ("aqa_hit", 1, "cv:final", "pooled out of fold", 20, 0.6, np.nan, np.nan),
         ("cv", 2, "cv:final", "pooled out of fold", 25, 0.25, 0.5, np.nan),
+        ("eedi_hit", 1, "cv:final", "pooled out of fold", 25, 0.4, 0.7, np.nan),
     ], columns=COLUMNS)
     pd.testing.assert_frame_equal(table, expected, check_dtype=False)
     (tmp_path / "cv" / "cv.json").write_text(json.dumps({"k": 20, "stages": [{"round": 1, "stage": "final", "map@25": 0.3}]}))

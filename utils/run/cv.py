@@ -69,10 +69,11 @@ def metric_k(folds: dict[int, Path]) -> int:
 
 def _summary(ap: np.ndarray, groups: np.ndarray, k: int = 25, **keys) -> dict:
     lo, hi = interval(ap, groups)
-    # recall@k here is the share of queries with a relevant id in the top k (AP@k > 0): Recall@k when
-    # each query has one relevant id (Eedi), a hit rate when it has several
+    # hit@k: the share of queries with a relevant item in the top k (AP@k > 0); it equals Recall@k when
+    # each query has one relevant item (Eedi), and is the CV tables' only recall-like figure because
+    # the alternatives are kept as per-query AP
     return {**keys, "pairs": len(ap), f"map@{k}": float(ap.mean()), "lo": lo, "hi": hi,
-            f"recall@{k}": float((ap > 0).mean())}
+            f"hit@{k}": float((ap > 0).mean())}
 
 
 def _pooled(folds: dict[int, Path], r: int, name: str) -> tuple[pd.DataFrame, pd.DataFrame] | None:
@@ -95,7 +96,7 @@ def _rounds(folds: dict[int, Path]) -> list[int]:
 
 
 def stage_table(root: str | Path) -> pd.DataFrame:
-    """Pooled MAP@k (95% interval) and Recall@k per round and stage, over the folds finished so far.
+    """Pooled MAP@k (95% interval) and Hit@k per round and stage, over the folds finished so far.
 
     Stages as each fold ran them: ``base`` (zero-shot, 03), ``retrieval`` (04), ``reranked`` (06,
     its blend tuned in fold: optimistic), ``fused`` (08, tuned in fold); ``choose`` gives the honest
@@ -114,7 +115,7 @@ def stage_table(root: str | Path) -> pd.DataFrame:
             ap = per_query_ap(ranking, pairs, k)
             rows.append(_summary(ap, pairs["group"].to_numpy(), k, round=r, stage=stage,
                                  folds=int(pairs["fold"].nunique())))
-    return pd.DataFrame(rows, columns=["round", "stage", "folds", "pairs", f"map@{k}", "lo", "hi", f"recall@{k}"])
+    return pd.DataFrame(rows, columns=["round", "stage", "folds", "pairs", f"map@{k}", "lo", "hi", f"hit@{k}"])
 
 
 @dataclass
@@ -324,6 +325,7 @@ def choose(root: str | Path, write: bool = True) -> dict:
     cfg = _round_config(folds, max(info["rounds"]))
     overrides = _overrides(spec, cfg)
     result = {"k": k, "folds": info["folds"], "rounds": info["rounds"], "pairs": len(pairs),
+              "one_positive": bool(all(len(p) == 1 for p in pairs["positives"])),
               "questions": int(pairs["group"].nunique()), "stages": stages,
               "chosen": {"name": alts.names[chosen], "kind": alts.kinds[chosen], "pooled": rows[chosen],
                          "out_of_fold": stages[-1], "fold_picks": picks},
@@ -408,7 +410,7 @@ def read_choices(path: str | Path) -> dict:
 def _fmt(table: pd.DataFrame, cols: list[str]) -> str:
     t = table[cols].copy()
     for c in t.columns:
-        if c.startswith(("map@", "recall@")) or c in ("lo", "hi", "gain", "gain_lo", "gain_hi"):
+        if c.startswith(("map@", "hit@")) or c in ("lo", "hi", "gain", "gain_lo", "gain_hi"):
             t[c] = t[c].map(lambda v: "" if pd.isna(v) else f"{v:+.4f}" if c.startswith("gain") else f"{v:.4f}")
     return t.to_markdown(index=False) + "\n"
 
@@ -417,10 +419,11 @@ def to_markdown(result: dict, in_fold: pd.DataFrame | None = None) -> str:
     """The CV report: out-of-fold stages, the choice, the best alternatives."""
     stages = pd.DataFrame(result["stages"])
     c, k = result["chosen"], result.get("k", 25)
-    m, rec = f"map@{k}", f"recall@{k}"
+    m, rec = f"map@{k}", f"hit@{k}"
     alts = pd.DataFrame(result["alternatives"])
     md = [f"# Cross-validation\n\n{len(result['folds'])} folds, {result['questions']} questions, {result['pairs']} "
-          f"labelled pairs, each scored once out of fold; MAP@{k} with a 95% bootstrap interval over questions.\n",
+          f"labelled pairs, each scored once out of fold; MAP@{k} with a 95% bootstrap interval over questions; "
+          f"Hit@{k}: the share of pairs with a relevant item in the top {k} (= Recall@{k} with one per pair).\n",
           "## Stages (choices made out of fold; gain: paired, over the retrieval of the same round)\n",
           _fmt(stages, ["round", "stage", m, "lo", "hi", rec] +
                [c for c in ("gain", "gain_lo", "gain_hi") if c in stages] + ["how"]),
@@ -440,7 +443,7 @@ def compare(runs: dict[str, str | Path]) -> pd.DataFrame:
     """Paired comparison of finished runs (CV or plain) per round and stage, on their common pairs.
 
     Reads each run's ``cv_pairs.parquet`` (made by ``choose``; a run may also be given as that
-    file). Columns: MAP@k and Recall@k of each run, and the difference of each later run
+    file). Columns: MAP@k and Hit@k of each run, and the difference of each later run
     against the first with its 95% interval (a paired bootstrap over questions).
     """
     names = list(runs)
@@ -470,7 +473,7 @@ def compare(runs: dict[str, str | Path]) -> pd.DataFrame:
         a = sel[first].loc[common, "ap"].to_numpy()
         for n in names:
             ap = sel[n].loc[common, "ap"].to_numpy()
-            row[f"{n} map@{k}"], row[f"{n} recall@{k}"] = float(ap.mean()), float((ap > 0).mean())
+            row[f"{n} map@{k}"], row[f"{n} hit@{k}"] = float(ap.mean()), float((ap > 0).mean())
             if n != first:
                 d = paired_bootstrap(a, ap, groups=sel[first].loc[common, "group"].to_numpy())
                 row[f"{n} - {first}"], row["lo"], row["hi"] = d["gain"], d["lo"], d["hi"]

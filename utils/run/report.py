@@ -138,8 +138,16 @@ def _cv_rows(path: Path) -> list[dict]:
         rows.append({"split": path.parent.name, "round": int(st["round"]), "stage": f"cv:{st['stage']}",
                      "model": "pooled out of fold", "k": int(k),
                      "map@k": _number(st[f"map@{k}"], path, f"stages.{i}.map@{k}"),
-                     "recall@k": _number(st.get(f"recall@{k}"), path, f"stages.{i}.recall@{k}"), "recall@100": np.nan})
+                     "recall@k": _cv_recall(result, st, k, path, i), "recall@100": np.nan})
     return rows
+
+
+def _cv_recall(doc: dict, st: dict, k: int, path: Path, i: int) -> float:
+    """A CV stage's Recall@k: its hit@k when every query has one relevant item (then they are equal),
+    ``recall@k`` in files written before hit@k, else unknown (NaN: CV keeps AP per query only)."""
+    if f"recall@{k}" in st:
+        return _number(st[f"recall@{k}"], path, f"stages.{i}.recall@{k}")
+    return _number(st.get(f"hit@{k}"), path, f"stages.{i}.hit@{k}") if doc.get("one_positive") else np.nan
 
 
 def collect(runs_dir: Path) -> pd.DataFrame:
