@@ -160,3 +160,14 @@ def test_prompts_are_saved_with_the_adapter_and_scoring_reads_them(decoders, dat
     config_file.write_text(json.dumps(legacy))
     eedi = lr.score_llm_reranker(head, model=model, tokenizer=tok, mode="pointwise", max_length=MAXLEN, prompts=EEDI)
     np.testing.assert_array_equal(lr.score_llm_reranker(head, out), eedi)
+
+
+def test_batched_tokenisation_gives_the_per_prompt_ids(decoders, data):
+    train, _ = data
+    tok = load_tokenizer(decoders["qwen2"])
+    got = [e["ids"] for e in lr._pointwise_examples(train, tok, MAXLEN, EEDI)]
+    want = [lr.encode_prompt(tok, lr.query_block(r, EEDI["query"]), lr.pointwise_tail(r["item_text"], EEDI["pointwise"]),
+                             MAXLEN) for r in train.to_dict("records")]
+    assert got == want and len(set(map(tuple, got))) > 1
+    assert lr.token_ids(tok, ["a b", "a b", "c"]) == {"a b": tok("a b", add_special_tokens=False)["input_ids"],
+                                                      "c": tok("c", add_special_tokens=False)["input_ids"]}

@@ -88,7 +88,7 @@ def test_stages_pass_each_family_its_arguments(ctx, monkeypatch):
         assert args[1:] == ("some/llm", ctx.reranker_dir) and df.groupby("group").size().max() == group
         assert kwargs == {"mode": mode, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"],
                           "load_in_4bit": False, "epochs": 2.0, "lr": 1e-3, "batch_size": 8, "max_length": 80,
-                          "seed": seed, "prompts": EEDI}  # the task's wording, saved with the adapter
+                          "seed": seed, "gradient_checkpointing": True, "prompts": EEDI}  # the task's wording, saved with the adapter
         got = stages.rerank.score_reranker(ctx, val_cands, val)
         args, kwargs = scored.pop()
         pd.testing.assert_frame_equal(args[0], rows)

@@ -143,16 +143,26 @@ def _special_prefix(tokenizer) -> list[int]:
     return []
 
 
-def encode_prompt(tokenizer, head: str, tail: str, max_length: int, prefix: list[int] | None = None) -> list[int]:
+def encode_prompt(tokenizer, head: str, tail: str, max_length: int, prefix: list[int] | None = None,
+                  ids: dict[str, list[int]] | None = None) -> list[int]:
     """``prefix + head + tail`` ids; only the head (question) is cut when over ``max_length``.
 
-    The tail carries the candidate(s) and the answer cue, so it is never truncated.
+    The tail carries the candidate(s) and the answer cue, so it is never truncated. ``ids``: texts
+    already tokenised (``token_ids``), looked up instead of tokenising again.
     """
     prefix = _special_prefix(tokenizer) if prefix is None else prefix
-    tail_ids = tokenizer(tail, add_special_tokens=False)["input_ids"]
-    head_ids = tokenizer(head, add_special_tokens=False)["input_ids"]
+    ids = ids or {}
+    tail_ids = ids[tail] if tail in ids else tokenizer(tail, add_special_tokens=False)["input_ids"]
+    head_ids = ids[head] if head in ids else tokenizer(head, add_special_tokens=False)["input_ids"]
     room = max(0, max_length - len(prefix) - len(tail_ids))
     return prefix + head_ids[:room] + tail_ids
+
+
+def token_ids(tokenizer, texts: Sequence[str]) -> dict[str, list[int]]:
+    """Ids of each distinct text, tokenised in one batched call: a query's head repeats once per
+    candidate and a candidate's tail across queries, so this is a fraction of the per-prompt calls."""
+    distinct = list(dict.fromkeys(texts))
+    return dict(zip(distinct, tokenizer(distinct, add_special_tokens=False)["input_ids"])) if distinct else {}
 
 
 def length_stats(lengths: Sequence[int]) -> dict:
@@ -260,9 +270,11 @@ def _choice_logits(logits, choice_ids: list[list[int]]):
 def _pointwise_examples(df: pd.DataFrame, tok, max_length: int, prompts: dict) -> list[dict]:
     yes, no = yes_no_token_ids(tok)
     prefix = _special_prefix(tok)
-    return [{"ids": encode_prompt(tok, query_block(r, prompts["query"]), pointwise_tail(r[NAME], prompts["pointwise"]),
-                                  max_length, prefix),
-             "choices": [yes, no], "target": float(r.get("label", 0))} for r in df.to_dict("records")]
+    rows = df.to_dict("records")
+    texts = [(query_block(r, prompts["query"]), pointwise_tail(r[NAME], prompts["pointwise"])) for r in rows]
+    ids = token_ids(tok, [t for pair in texts for t in pair])
+    return [{"ids": encode_prompt(tok, head, tail, max_length, prefix, ids), "choices": [yes, no],
+             "target": float(r.get("label", 0))} for r, (head, tail) in zip(rows, texts)]
 
 
 def _listwise_examples(train_df: pd.DataFrame, tok, max_length: int, seed: int, permutations: int,
