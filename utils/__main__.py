@@ -88,6 +88,27 @@ def _run_chain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ensemble(args: argparse.Namespace) -> int:
+    from utils.run.ensemble import apply_ensemble, choose_ensemble, to_markdown
+
+    try:
+        if args.choices:
+            print(f"submission: {apply_ensemble(args.runs, args.choices, args.out)}")
+            return 0
+        runs: dict[str, str] = {}
+        for run in args.runs:
+            name = Path(run).name
+            while name in runs:
+                name += "_"
+            runs[name] = run
+        result = choose_ensemble(runs, args.out)
+    except (ValueError, FileNotFoundError) as err:
+        return _error(str(err))
+    print(to_markdown(result))
+    print(f"written: {Path(args.out) / 'ensemble.md'}, {Path(args.out) / 'ensemble.yaml'} (apply with --choices)")
+    return 0
+
+
 def _compare(args: argparse.Namespace) -> int:
     from utils.run.cv import choose, compare
     from utils.run.runner import run_chain, run_cv
@@ -186,6 +207,14 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--model", default=None)
     cmp.add_argument("--out", default="runs/compare", help="runs of --config go to <out>/<config name>; compare.md here")
     cmp.set_defaults(func=_compare)
+
+    ens = sub.add_parser("ensemble", help="fuse the last-round rankings of finished runs (e.g. other embedders): "
+                                          "choose out of fold on CV runs, then apply to --split full runs")
+    ens.add_argument("runs", nargs="+", help="run folders: CV runs (to choose), or full runs with --choices")
+    ens.add_argument("--choices", default=None,
+                     help="ensemble.yaml from the CV runs: fuse these --split full runs (same order) and write the submission")
+    ens.add_argument("--out", default="runs/ensemble", help="folder for ensemble.{md,json,yaml} or the submission")
+    ens.set_defaults(func=_ensemble)
 
     rep = sub.add_parser("report", help="table and plots across runs")
     rep.add_argument("--runs", default="runs")

@@ -236,12 +236,13 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
     return alts, info
 
 
-def pick(alts: Alternatives, mask: np.ndarray, kinds: tuple[str, ...] | None = None, seed: int = 0) -> int:
+def pick(alts: Alternatives, mask: np.ndarray, kinds: tuple[str, ...] | None = None, seed: int = 0,
+         costs: dict[str, int] = COSTS) -> int:
     """Index of the alternative chosen on the pairs in ``mask``.
 
-    The best mean AP, unless a cheaper kind (retrieval < reranked < fused) has an alternative the
-    best does not beat with 95% confidence (paired bootstrap over questions): then the best of the
-    cheapest such kind. ``kinds`` restricts the candidates.
+    The best mean AP, unless a cheaper kind (``costs``: retrieval < reranked < fused) has an
+    alternative the best does not beat with 95% confidence (paired bootstrap over questions): then
+    the best of the cheapest such kind. ``kinds`` restricts the candidates.
     """
     A = alts.matrix()
     allowed = np.array([kinds is None or k in kinds for k in alts.kinds])
@@ -249,8 +250,8 @@ def pick(alts: Alternatives, mask: np.ndarray, kinds: tuple[str, ...] | None = N
     best = int(np.argmax(means))  # the first on ties: alternatives are added cheapest first
     groups = alts.pairs["group"].to_numpy()[mask]
     rng = np.random.default_rng(seed)
-    for kind in sorted(COSTS, key=COSTS.get):
-        if COSTS[kind] >= COSTS[alts.kinds[best]]:
+    for kind in sorted(costs, key=costs.get):
+        if costs[kind] >= costs[alts.kinds[best]]:
             break
         of_kind = np.flatnonzero(allowed & (np.array(alts.kinds) == kind))
         if not len(of_kind):
@@ -262,7 +263,8 @@ def pick(alts: Alternatives, mask: np.ndarray, kinds: tuple[str, ...] | None = N
     return best
 
 
-def out_of_fold(alts: Alternatives, kinds: tuple[str, ...] | None = None) -> tuple[np.ndarray, list[str]]:
+def out_of_fold(alts: Alternatives, kinds: tuple[str, ...] | None = None,
+                costs: dict[str, int] = COSTS) -> tuple[np.ndarray, list[str]]:
     """Per-pair AP of ``pick`` made out of fold (each fold scored with the pick of the other folds)."""
     folds = alts.pairs["fold"].to_numpy()
     uniq = np.unique(folds)
@@ -275,7 +277,7 @@ def out_of_fold(alts: Alternatives, kinds: tuple[str, ...] | None = None) -> tup
     A = alts.matrix()
     ap, chosen = np.zeros(A.shape[1]), []
     for f in uniq:
-        j = pick(alts, folds != f, kinds)
+        j = pick(alts, folds != f, kinds, costs=costs)
         ap[folds == f] = A[j, folds == f]
         chosen.append(alts.names[j])
     return ap, chosen
