@@ -98,6 +98,9 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs", type=int, default=1,
                     help="run (variant, fold) pairs as this many processes at once, then pool each variant: "
                          "one GPU runs several small-model folds at once (they are launch-bound)")
+    ap.add_argument("--min-free-gib", type=float, default=24.0,
+                    help="--jobs: start another fold only while the GPU has this much free memory")
+    ap.add_argument("--oom-retries", type=int, default=2, help="--jobs: re-run a fold that ran out of GPU memory")
     args = ap.parse_args(argv)
     if args.jobs > 1:
         _run_parallel(args, argv if argv is not None else sys.argv[1:])
@@ -152,33 +155,57 @@ def _run_parallel(args, argv: list[str]) -> None:
     for a in argv:  # the same arguments less --jobs / --folds / --variants
         if skip:
             skip = False
-        elif a in ("--jobs", "--folds", "--variants"):
+        elif a in ("--jobs", "--folds", "--variants", "--min-free-gib", "--oom-retries"):
             skip = True
-        elif not a.startswith(("--jobs=", "--folds=", "--variants=")):
+        elif not a.startswith(("--jobs=", "--folds=", "--variants=", "--min-free-gib=", "--oom-retries=")):
             keep.append(a)
     logs = Path(args.runs) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     todo = [(v, k) for k in folds for v in args.variants.split(",")]
     running: list = []
-    failed = []
+    failed, tries = [], {}
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "TOKENIZERS_PARALLELISM": "false"}
     while todo or running:
-        while todo and len(running) < args.jobs:
+        # a new fold only while the GPU has room (each process keeps its own CUDA memory)
+        while todo and len(running) < args.jobs and (not running or _free_gib() >= args.min_free_gib):
             v, k = todo.pop(0)
+            tries[v, k] = tries.get((v, k), 0) + 1
             log = logs / f"{v}_fold{k}.log"
+            start = log.stat().st_size if log.exists() else 0  # this try's output starts here
             cmd = [sys.executable, __file__, "--variants", v, "--folds", str(k), *keep]
-            running.append((v, k, log, subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)))
+            running.append((v, k, log, start,
+                            subprocess.Popen(cmd, stdout=log.open("a"), stderr=subprocess.STDOUT, env=env)))
+            time.sleep(5)  # let it allocate before the next admission check
         time.sleep(2)
         for item in list(running):
-            v, k, log, proc = item
+            v, k, log, start, proc = item
             if proc.poll() is not None:
                 running.remove(item)
                 print(f"{v} fold {k}: exit {proc.returncode} ({log})", flush=True)
-                if proc.returncode:
-                    failed.append(f"{v} fold {k}: " + " | ".join(log.read_text().strip().splitlines()[-3:]))
+                with log.open() as f:
+                    f.seek(start)
+                    text = f.read()
+                tail = text.strip().splitlines()[-3:]
+                if proc.returncode and "OutOfMemoryError" in text and tries[v, k] <= args.oom_retries:
+                    print(f"{v} fold {k}: out of GPU memory, queued again (it resumes)", flush=True)
+                    todo.append((v, k))
+                elif proc.returncode:
+                    failed.append(f"{v} fold {k}: " + " | ".join(tail))
     if failed:
         raise SystemExit("folds failed:\n" + "\n".join(failed))
     args.folds = None
+
+
+def _free_gib() -> float:
+    """Free memory of GPU 0 by nvidia-smi (no CUDA context in this process); inf where it cannot be read."""
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+        return float(out[0]) / 1024 if out else float("inf")
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return float("inf")
 
 
 def _pairs_path(run) -> Path:
