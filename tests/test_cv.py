@@ -236,8 +236,11 @@ def test_cv_run_pools_every_labelled_pair_once(tmp_path, tiny_data):
     out = tmp_path / "cv"
     first = _cli("run", "--split", "cv", "--data-dir", str(tiny_data), "--config", str(config), "--out", str(out), "--folds", "1")
     assert "folds [0] have not finished" in first.stdout and not (out / "cv.json").exists()
+    fold1_seconds = json.loads((out / "fold_1" / "fold_seconds.json").read_text())["seconds"]
     done = _cli("run", "--split", "cv", "--data-dir", str(tiny_data), "--config", str(config), "--out", str(out))
     assert "round 1 01_mine_hn: done already" in done.stdout.split("== fold 1 of 2")[1]  # fold 1 resumed, not redone
+    # its time is the run's, not the resume's (folds run in parallel processes are pooled this way)
+    assert json.loads((out / "fold_1" / "fold_seconds.json").read_text())["seconds"] == fold1_seconds > 1
     assert "Stages (choices made out of fold" in done.stdout
     queries = get_task("eedi").load(tiny_data).queries
     labelled = queries[queries["positives"].map(len) > 0]

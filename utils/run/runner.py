@@ -370,9 +370,10 @@ def run_cv(
             fold_overrides = deep_update(overrides or {}, {"split": {"fold": k, "cv_scheme": scheme},
                                                             "submission": {"dir": None}})
             t0 = time.perf_counter()
-            run_chain(out / f"fold_{k}", data_dir, "cv", rounds, config_path, model, force, verbose=verbose,
-                      overrides=fold_overrides, km=km)
-            io.write_json(out / f"fold_{k}" / "fold_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
+            steps = run_chain(out / f"fold_{k}", data_dir, "cv", rounds, config_path, model, force, verbose=verbose,
+                              overrides=fold_overrides, km=km)
+            if any(s.status == "ran" for s in steps):  # a fold resumed with nothing to do keeps its time
+                io.write_json(out / f"fold_{k}" / "fold_seconds.json", {"seconds": round(time.perf_counter() - t0, 2)})
     chain = base["notebooks"]
     missing = [k for k in range(n) if not (out / f"fold_{k}" / f"round_{rounds}" / f"{chain[-1]}.ipynb").exists()]
     if missing:
