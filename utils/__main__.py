@@ -88,6 +88,17 @@ def _run_chain(args: argparse.Namespace) -> int:
     return 0
 
 
+def _named(paths: list[str], taken: dict | None = None) -> dict[str, Path]:
+    """{folder name: path} for run folders, a name already used (or in ``taken``) suffixed with ``_``."""
+    out: dict[str, Path] = {}
+    for run in paths:
+        name = Path(run).name
+        while name in out or name in (taken or {}):
+            name += "_"
+        out[name] = Path(run)
+    return out
+
+
 def _ensemble(args: argparse.Namespace) -> int:
     from utils.run.ensemble import apply_ensemble, choose_ensemble, to_markdown
 
@@ -95,13 +106,7 @@ def _ensemble(args: argparse.Namespace) -> int:
         if args.choices:
             print(f"submission: {apply_ensemble(args.runs, args.choices, args.out)}")
             return 0
-        runs: dict[str, str] = {}
-        for run in args.runs:
-            name = Path(run).name
-            while name in runs:
-                name += "_"
-            runs[name] = run
-        result = choose_ensemble(runs, args.out)
+        result = choose_ensemble(_named(args.runs), args.out)
     except (ValueError, FileNotFoundError) as err:
         return _error(str(err))
     print(to_markdown(result))
@@ -126,11 +131,7 @@ def _compare(args: argparse.Namespace) -> int:
         else:
             run_chain(runs[name], args.data_dir, args.split, args.rounds, config, args.model)
             choose(runs[name])
-    for run in args.run or []:
-        name = Path(run).name
-        while name in runs:
-            name += "_"
-        runs[name] = Path(run)
+    runs.update(_named(args.run or [], taken=runs))
     if len(runs) < 2:
         return _error("compare needs two runs: --config A --config B, or --run DIR for finished runs")
     table = compare(runs)
