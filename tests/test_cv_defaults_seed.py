@@ -1,0 +1,54 @@
+"""benchmarks/cv_defaults.py: a reranker variant starts its folds from a copy of another variant's retrieval."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+from cv_defaults import seed_fold  # noqa: E402
+
+
+def _fold(root: Path, k: int, rounds: int) -> Path:
+    fold = root / f"fold_{k}"
+    for r in range(1, rounds + 1):
+        d = fold / f"round_{r}"
+        (d / "embedder").mkdir(parents=True)
+        (d / "embedder" / "model.safetensors").write_bytes(b"w" * r)
+        for nb in ("01_mine_hn", "02_train_embedder", "04_recall", "08_fuse_submit"):
+            (d / f"{nb}.ipynb").write_text(nb)
+        (d / "recall_val.parquet").write_text(f"round {r}")
+    (fold / "run.json").write_text('{"config": "the source"}')
+    (fold / "round_1" / ".lock").write_text("")
+    return fold
+
+
+def test_seed_copies_rounds_less_last_fuse_and_fingerprint(tmp_path):
+    cfg = {"train": {"init": "previous"}, "rerank": {"family": "cross_encoder"}, "notebooks": ["01"]}
+    _fold(tmp_path / "src", 0, 3)
+    assert seed_fold(tmp_path / "src", tmp_path / "dst", 0, 3, cfg,
+                     {**cfg, "rerank": {"family": "llm_pointwise"}, "notebooks": ["01", "05"]})
+    dst = tmp_path / "dst" / "fold_0"
+    assert (dst / "round_2" / "08_fuse_submit.ipynb").read_text() == "08_fuse_submit"
+    assert not (dst / "round_3" / "08_fuse_submit.ipynb").exists()  # reruns after the reranker
+    assert (dst / "round_3" / "04_recall.ipynb").exists()
+    assert (dst / "round_3" / "embedder" / "model.safetensors").read_bytes() == b"www"
+    assert not (dst / "run.json").exists()  # the new run writes its own fingerprint
+    assert not (dst / "round_1" / ".lock").exists()
+    # a copy, not a link: writing the target leaves the source as it was
+    (dst / "round_3" / "recall_val.parquet").write_text("changed")
+    assert (tmp_path / "src" / "fold_0" / "round_3" / "recall_val.parquet").read_text() == "round 3"
+    # a fold already started is resumed as it is, never overwritten
+    assert not seed_fold(tmp_path / "src", tmp_path / "dst", 0, 3, cfg, cfg)
+    assert (dst / "round_3" / "recall_val.parquet").read_text() == "changed"
+
+
+def test_seed_refuses_other_retrieval_or_unfinished_source(tmp_path):
+    cfg = {"train": {"init": "previous"}, "rerank": {}, "notebooks": []}
+    _fold(tmp_path / "src", 0, 2)
+    with pytest.raises(SystemExit, match=r"configs differ in \['train'\]"):
+        seed_fold(tmp_path / "src", tmp_path / "dst", 0, 2, cfg, {**cfg, "train": {"init": "base"}})
+    (tmp_path / "src" / "fold_0" / "round_2" / "08_fuse_submit.ipynb").unlink()
+    with pytest.raises(SystemExit, match="has not finished round 2"):
+        seed_fold(tmp_path / "src", tmp_path / "dst", 0, 2, cfg, cfg)
+    assert not (tmp_path / "dst" / "fold_0").exists()
