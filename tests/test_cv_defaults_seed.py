@@ -52,3 +52,19 @@ def test_seed_refuses_other_retrieval_or_unfinished_source(tmp_path):
     with pytest.raises(SystemExit, match="has not finished round 2"):
         seed_fold(tmp_path / "src", tmp_path / "dst", 0, 2, cfg, cfg)
     assert not (tmp_path / "dst" / "fold_0").exists()
+
+
+def test_next_fold_admits_by_declared_peaks_in_priority_order():
+    from cv_defaults import next_fold, peak_gib
+
+    assert peak_gib("init_previous") == 4 and peak_gib("mpnet_rerank_last") == 62
+    run = lambda *vs: [(v, 0) for v in vs]  # noqa: E731  (running items: variant first)
+    todo = [("mpnet_rerank_last", 0), ("mpnet_rerank_last", 1), ("init_previous", 1), ("llm_pointwise_smollm2", 0)]
+    always = lambda item: True  # noqa: E731
+    assert next_fold(todo, [], always, 8, 100) == 0  # nothing runs: the first in priority order
+    assert next_fold(todo, run("mpnet_rerank_last"), always, 8, 100) == 2  # 62 + 62 > 100: a smaller one fits
+    assert next_fold(todo, run("mpnet_rerank_last", "icl_smollm2"), always, 8, 100) is None  # 102 + 4 > 100
+    assert next_fold(todo, run("init_previous"), always, 1, 1000) is None  # --jobs reached
+    # a fold waiting for its retrieval is passed over
+    assert next_fold(todo, run("init_previous"), lambda it: it[0] != "mpnet_rerank_last", 8, 100) == 2
+    assert next_fold(todo, [], lambda it: it[0] == "llm_pointwise_smollm2", 8, 1) == 3  # alone it starts anyway

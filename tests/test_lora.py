@@ -126,6 +126,7 @@ def test_listwise_training_lowers_loss_and_scores_every_row(decoders, data, tmp_
                                 warmup_ratio=0.0, gradient_checkpointing=False, listwise_permutations=2, log_every=0,
                                 prompts=EEDI)
     log = json.loads((Path(out) / "train_log.json").read_text())
+    assert log["n_examples"] == 2 * train["group"].nunique()  # one prompt per group and shuffle
     assert log["epoch_losses"][-1] < log["epoch_losses"][0] - 0.05
     scores = lr.score_llm_reranker(head, out, window=3, stride=2, tta=True)
     assert scores.shape == (len(head),) and np.isfinite(scores).all() and (scores <= 0).all()  # mean log-probs

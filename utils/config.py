@@ -369,6 +369,9 @@ class RerankConfig:
     # the query columns), pointwise ({candidate}) and listwise ({options}), both ending with "Answer:"
     prompts: dict | None = opt(None, Rule(("dict",), null=True))
     window: int = opt(8, _int(ge=1))  # listwise: candidates per prompt
+    # LLM listwise training: prompts per query group, each a new shuffle of its candidates (one shuffle gives
+    # a group one example where pointwise gets window rows: SmolLM2-135M stayed at chance loss, ln 8, with 1)
+    permutations: int = opt(1, _int(ge=1))
     stride: int = opt(4, _int(ge=1))
     tta: bool = opt(True)
     # 06's final score: blend of retrieval and reranker scores. true = alpha tuned on validation (with

