@@ -16,7 +16,7 @@ from utils.config import REPO_ROOT, SAMPLE_DATA_DIR
 TINY_CONFIG = """\
 seed: 0
 mining: {n: 3, range_min: 2, range_max: 30}
-train: {epochs: 2, batch_size: 8, n_negatives: 3, lr: 1.0e-4, max_query_length: 64, max_passage_length: 32, log_every: 1}
+train: {epochs: 1, batch_size: 8, n_negatives: 3, lr: 1.0e-4, max_query_length: 64, max_passage_length: 32, log_every: 1}
 recall: {k: 30}
 embedder: {batch_size: 32}
 submission: {dir: null}

@@ -84,7 +84,7 @@ def test_export_layout_and_metadata(exported, finished_round):
     assert weights and all((ds / w).stat().st_size == (ctx.run_dir / w).stat().st_size for w in weights)
     assert (ds / "utils" / "kaggle" / "inference.py").is_file() and (ds / "utils" / "stages" / "context.py").is_file()
     assert not list((ds / "utils").rglob("__pycache__"))
-    assert yaml_load(ds / "config.yaml")["train"]["epochs"] == 2  # the tiny config of conftest.py
+    assert yaml_load(ds / "config.yaml")["train"]["epochs"] == 1  # the tiny config of conftest.py
     manifest = json.loads((ds / "export.json").read_text())
     assert manifest["reranker"] is False and manifest["round"] == 1
     # no temp dirs left beside the two folders
