@@ -220,14 +220,14 @@ def _run_parallel(args, argv: list[str]) -> None:
         v, k = item
         return v not in source or _finished(source[v] / f"fold_{k}", args.rounds)
 
-    budget = args.gpu_gib if args.gpu_gib is not None else _total_gib() - 6
+    budget = args.gpu_gib if args.gpu_gib is not None else _gpu_gib("total") - 6
     running: list = []
     failed, tries = [], {}
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2"), "TOKENIZERS_PARALLELISM": "false"}
     while todo or running:
         # a new fold only while the GPU has room (each process keeps its own CUDA memory)
         while (nxt := next_fold(todo, running, ready, args.jobs, budget)) is not None and (
-                not running or _free_gib() >= args.min_free_gib):
+                not running or _gpu_gib() >= args.min_free_gib):
             v, k = todo.pop(nxt)
             tries[v, k] = tries.get((v, k), 0) + 1
             log = logs / f"{v}_fold{k}.log"
@@ -275,23 +275,13 @@ def next_fold(todo: list, running: list, ready, jobs: int, budget: float) -> int
     return None
 
 
-def _total_gib() -> float:
+def _gpu_gib(field: str = "free") -> float:
+    """``memory.<field>`` (free, total) of GPU 0 by nvidia-smi (no CUDA context in this process); inf where it
+    cannot be read."""
     import subprocess
 
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.total", "--format=csv,noheader,nounits"],
-                             capture_output=True, text=True, timeout=30).stdout.split()
-        return float(out[0]) / 1024 if out else float("inf")
-    except (OSError, ValueError, subprocess.SubprocessError):
-        return float("inf")
-
-
-def _free_gib() -> float:
-    """Free memory of GPU 0 by nvidia-smi (no CUDA context in this process); inf where it cannot be read."""
-    import subprocess
-
-    try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.free", "--format=csv,noheader,nounits"],
+        out = subprocess.run(["nvidia-smi", f"--query-gpu=memory.{field}", "--format=csv,noheader,nounits"],
                              capture_output=True, text=True, timeout=30).stdout.split()
         return float(out[0]) / 1024 if out else float("inf")
     except (OSError, ValueError, subprocess.SubprocessError):

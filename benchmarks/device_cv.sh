@@ -53,9 +53,9 @@ launch)
   done
   setsid nohup python3 benchmarks/cv_defaults.py --variants "$VARIANTS" --rounds ${ROUNDS:-3} --jobs ${JOBS:-12} \
     --runs $RUNS --results /tmp/res > /tmp/cv.log 2>&1 < /dev/null &
-  poll ${2:-570} ;;
+  poll ${2:-550} ;;
 collect)
   collect ;;
 poll)
-  cd /tmp/w && poll ${2:-570} ;;
+  cd /tmp/w && poll ${2:-550} ;;
 esac
