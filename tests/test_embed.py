@@ -75,6 +75,33 @@ def test_decoder_last_token_same_under_both_paddings(tmp_path, arch):
     assert np.allclose(right, single, atol=1e-4) and np.allclose(left, single, atol=1e-4)
 
 
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_decoder_gets_a_ready_causal_mask_with_the_same_embeddings(tmp_path, arch):
+    """SDPA decoders get a 4-D causal+padding mask (no host sync on the mask in transformers), none when
+    nothing is padded, and embed exactly as with the 2-D mask transformers turns into its own."""
+    from utils.retrieval.embed import causal_padding_mask
+
+    m = causal_padding_mask(torch.tensor([[0, 1, 1], [1, 1, 0]]))[:, 0].int().tolist()
+    assert m == [[[1, 0, 0], [0, 1, 0], [0, 1, 1]], [[1, 0, 0], [1, 1, 0], [1, 1, 1]]]  # by hand; pads see themselves
+    emb = Embedder(make_tiny_decoder(tmp_path / arch, arch=arch), device="cpu")
+    assert emb.causal_4d and not emb.mask_4d
+    seen = []
+    emb.model.register_forward_pre_hook(lambda mod, a, kw: seen.append(kw.get("attention_mask")), with_kwargs=True)
+    for side in ("left", "right"):
+        emb.tokenizer.padding_side = side
+        batch = emb.tokenize(TEXTS)
+        with torch.no_grad():
+            ours = emb(batch)
+            emb.causal_4d = False  # transformers builds the mask from the 2-D one
+            ref = emb(batch)
+            emb.causal_4d = True
+            full = emb(emb.tokenize(["one two", "one two"]))  # same length: unpadded
+        assert seen[0].shape == (len(TEXTS), 1, batch["input_ids"].shape[1], batch["input_ids"].shape[1])
+        assert seen[1].ndim == 2 and seen[2] is None and full.shape == (2, ours.shape[1])
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-6)
+        seen.clear()
+
+
 def test_save_reload_and_sentence_transformers_compat(tmp_path, minilm):
     from sentence_transformers import SentenceTransformer
 

@@ -137,6 +137,15 @@ def read_pooling_settings(path: str) -> dict:
     return out
 
 
+def causal_padding_mask(mask: torch.Tensor) -> torch.Tensor:
+    """(B, 1, L, L) boolean SDPA mask of a decoder: token i sees tokens j <= i that are not padding, and
+    always itself, so a padding row is never empty (an all-False row gives NaN in SDPA)."""
+    n = mask.shape[1]
+    causal = torch.ones(n, n, dtype=torch.bool, device=mask.device).tril()
+    eye = torch.eye(n, dtype=torch.bool, device=mask.device)
+    return (causal[None, None] & mask[:, None, None, :].bool()) | eye[None, None]
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
     """Pool token states (B, T, H) under ``mask`` (B, T).
 
@@ -214,8 +223,11 @@ class Embedder(torch.nn.Module):
         self.query_prefix = query_prefix or stored.get("query_prefix", "")
         self.passage_prefix = passage_prefix or stored.get("passage_prefix", "")
         self.append_eos = (self.pooling == "last") if append_eos is None else append_eos
-        # SDPA encoders take a ready 4-D boolean padding mask (see ``forward``).
-        self.mask_4d = getattr(cfg, "_attn_implementation", None) == "sdpa" and not is_decoder and self.pooling != "last"
+        # SDPA models take a ready 4-D boolean mask (see ``forward``): padding only for encoders, causal and
+        # padding for decoders.
+        sdpa = getattr(cfg, "_attn_implementation", None) == "sdpa"
+        self.mask_4d = sdpa and not is_decoder and self.pooling != "last"
+        self.causal_4d = sdpa and is_decoder
         if self.tokenizer.pad_token is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token or self.tokenizer.unk_token
 
@@ -252,19 +264,25 @@ class Embedder(torch.nn.Module):
                 ids[i, : len(x)], mask[i, : len(x)] = x, 1
         return ids, mask
 
-    def forward(self, batch: dict[str, torch.Tensor], padded: bool = True) -> torch.Tensor:
+    def forward(self, batch: dict[str, torch.Tensor], padded: bool | None = None) -> torch.Tensor:
         """Pooled (and normalised) embeddings of a tokenized batch.
 
-        For SDPA encoders the padding mask goes in as a (B, 1, 1, L) boolean tensor: given the
-        2-D mask, transformers asks ``mask.all()`` to see whether it may drop it, a host-device
-        sync on every batch that stalls the queue of GPU work. ``padded=False`` (every row full)
-        passes no mask, which lets SDPA use its flash kernel.
+        For SDPA models the mask goes in ready-made, (B, 1, 1, L) padding for encoders and (B, 1, L, L)
+        causal and padding for decoders: given the 2-D mask, transformers asks ``mask.all()`` to see
+        whether it may drop it, a host-device sync on every batch that stalls the queue of GPU work.
+        ``padded=False`` (every row full) passes no mask, which lets SDPA use its flash kernel; None reads
+        it off a mask still on the host (the tokenizer's), else assumes padding.
         """
+        if padded is None:
+            host = batch["attention_mask"]
+            padded = host.device.type != "cpu" or not bool(host.all())
         batch = {k: v.to(self.model.device, non_blocking=True) for k, v in batch.items()}
         mask = batch["attention_mask"]
         inputs = dict(batch)
         if self.mask_4d:
             inputs["attention_mask"] = mask[:, None, None, :].bool() if padded else None
+        elif self.causal_4d:
+            inputs["attention_mask"] = causal_padding_mask(mask) if padded else None
         out = self.model(**inputs)
         emb = pool(out.last_hidden_state, mask, self.pooling)
         return F.normalize(emb.float(), dim=-1) if self.normalize else emb.float()
