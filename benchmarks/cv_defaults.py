@@ -189,8 +189,8 @@ def seed_fold(src_run: Path, dst_run: Path, k: int, rounds: int, src_cfg: dict, 
 
 def _run_parallel(args, argv: list[str]) -> None:
     """Every (variant, fold) as ``cv_defaults.py --variants v --folds k`` in its own process, ``--jobs`` at a
-    time (in the order of --variants: with --jobs >= the folds, variants share the GPU); the caller then pools each variant (finished folds are
-    skipped). A failed fold is reported with its log and stops the pooling."""
+    time, in the order of --variants (with --jobs >= the folds, variants share the GPU); the caller then pools
+    each variant (finished folds are skipped). A failed fold is reported with its log and stops the pooling."""
     import os
     import subprocess
 
