@@ -172,3 +172,24 @@ def test_batched_tokenisation_gives_the_per_prompt_ids(decoders, data):
     assert got == want and len(set(map(tuple, got))) > 1
     assert lr.token_ids(tok, ["a b", "a b", "c"]) == {"a b": tok("a b", add_special_tokens=False)["input_ids"],
                                                       "c": tok("c", add_special_tokens=False)["input_ids"]}
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_last_logits_get_a_ready_mask_with_the_same_logits(decoders, arch):
+    """SDPA: a 4-D causal+padding mask (none when unpadded) instead of the 2-D one transformers would check with a
+    host sync; the last-position logits equal those of the model given the 2-D mask."""
+    path = decoders[arch]
+    model, tok = load_causal_lm(path).eval(), load_tokenizer(path)
+    assert model.config._attn_implementation == "sdpa" and tok.padding_side == "left"
+    seqs = [tok("a much longer prompt with several more words in it")["input_ids"], tok("short")["input_ids"]]
+    seen = []
+    model.register_forward_pre_hook(lambda mod, a, kw: seen.append(kw["attention_mask"]), with_kwargs=True)
+    for batch, padded in ((lr._collate(tok, seqs), True), (lr._collate(tok, [seqs[0], seqs[0]]), False)):
+        with torch.no_grad():
+            ours = lr._last_logits(model, batch)
+            mask = batch["attention_mask"]
+            ref = model(input_ids=batch["input_ids"], attention_mask=mask, position_ids=(mask.cumsum(-1) - 1).clamp(min=0),
+                        logits_to_keep=1, use_cache=False).logits[:, -1, :]
+        assert (seen[0].shape == (2, 1, mask.shape[1], mask.shape[1])) if padded else seen[0] is None
+        torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+        seen.clear()
