@@ -138,10 +138,11 @@ def main(argv=None) -> None:
         out = Path(args.runs) / f"{name}_{args.cv_scheme}_r{args.rounds}"
         if name in SHARES_RETRIEVAL:
             src = SHARES_RETRIEVAL[name]
-            src_cfg = deep_update(deep_update(base, OPEN), VARIANTS[src])
-            for k in folds if folds is not None else range(int(load_config(cfg_path)["split"]["n_folds"])):
+            src_cfg = load_config(None, deep_update(deep_update(base, OPEN), VARIANTS[src]))
+            dst_cfg = load_config(cfg_path)
+            for k in folds if folds is not None else range(int(dst_cfg["split"]["n_folds"])):
                 seed_fold(Path(args.runs) / f"{src}_{args.cv_scheme}_r{args.rounds}", out, k, args.rounds,
-                          load_config(None, src_cfg), load_config(cfg_path))
+                          src_cfg, dst_cfg)
         t0 = time.perf_counter()
         # a variant naming its own embedder (mpnet, a decoder) uses it instead of the carried MiniLM
         own = (VARIANTS[name].get("embedder") or {}).get("model")

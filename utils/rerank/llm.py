@@ -232,24 +232,21 @@ def _collate(tokenizer, seqs: list[list[int]]):
 def _last_logits(model, batch):
     """Full-vocab logits at the last position, fp32, for a left-padded batch.
 
-    Under SDPA the mask goes in ready-made (``causal_padding_mask``; none when the host mask shows no
-    padding), as in ``Embedder.forward``: from a 2-D mask transformers would first ask ``mask.all()``, a
+    Under SDPA the mask goes in ready-made (``sdpa_attention_mask``), as in ``Embedder.forward``: no
     host-device sync on every training and scoring batch.
     """
     import contextlib
 
     import torch
 
-    from utils.retrieval.embed import causal_padding_mask, cuda_dtype
+    from utils.retrieval.embed import cuda_dtype, host_padded, sdpa_attention_mask
 
     dev = _device(model)
-    host = batch["attention_mask"]
-    padded = host.device.type != "cpu" or not bool(host.all())
-    ids, mask = batch["input_ids"].to(dev), host.to(dev)
+    padded = host_padded(batch["attention_mask"])
+    ids, mask = batch["input_ids"].to(dev), batch["attention_mask"].to(dev)
     pos = (mask.long().cumsum(-1) - 1).clamp(min=0)
-    attn = mask
-    if getattr(model.config, "_attn_implementation", None) == "sdpa":
-        attn = causal_padding_mask(mask) if padded else None
+    sdpa = getattr(model.config, "_attn_implementation", None) == "sdpa"
+    attn = sdpa_attention_mask(mask, causal=True, padded=padded) if sdpa else mask
     amp = torch.autocast("cuda", dtype=cuda_dtype(dev)) if dev.type == "cuda" else contextlib.nullcontext()
     with amp:
         out = model(input_ids=ids, attention_mask=attn, position_ids=pos, logits_to_keep=1, use_cache=False)

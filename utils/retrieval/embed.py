@@ -146,6 +146,21 @@ def causal_padding_mask(mask: torch.Tensor) -> torch.Tensor:
     return (causal[None, None] & mask[:, None, None, :].bool()) | eye[None, None]
 
 
+def host_padded(mask: torch.Tensor) -> bool:
+    """Whether a batch may hold padding: read off a mask still on the host (the tokenizer's); a mask already
+    on the GPU counts as padded, since reading it would sync."""
+    return mask.device.type != "cpu" or not bool(mask.all())
+
+
+def sdpa_attention_mask(mask: torch.Tensor, causal: bool, padded: bool) -> torch.Tensor | None:
+    """The mask to hand an SDPA model instead of the 2-D ``mask`` (from which transformers would first ask
+    ``mask.all()``, a host-device sync per batch): none when unpadded (SDPA's flash kernel), else (B, 1, 1, L)
+    padding for an encoder or ``causal_padding_mask`` for a decoder."""
+    if not padded:
+        return None
+    return causal_padding_mask(mask) if causal else mask[:, None, None, :].bool()
+
+
 def pool(hidden: torch.Tensor, mask: torch.Tensor, method: str) -> torch.Tensor:
     """Pool token states (B, T, H) under ``mask`` (B, T).
 
@@ -273,16 +288,12 @@ class Embedder(torch.nn.Module):
         ``padded=False`` (every row full) passes no mask, which lets SDPA use its flash kernel; None reads
         it off a mask still on the host (the tokenizer's), else assumes padding.
         """
-        if padded is None:
-            host = batch["attention_mask"]
-            padded = host.device.type != "cpu" or not bool(host.all())
+        padded = host_padded(batch["attention_mask"]) if padded is None else padded
         batch = {k: v.to(self.model.device, non_blocking=True) for k, v in batch.items()}
         mask = batch["attention_mask"]
         inputs = dict(batch)
-        if self.mask_4d:
-            inputs["attention_mask"] = mask[:, None, None, :].bool() if padded else None
-        elif self.causal_4d:
-            inputs["attention_mask"] = causal_padding_mask(mask) if padded else None
+        if self.mask_4d or self.causal_4d:
+            inputs["attention_mask"] = sdpa_attention_mask(mask, self.causal_4d, padded)
         out = self.model(**inputs)
         emb = pool(out.last_hidden_state, mask, self.pooling)
         return F.normalize(emb.float(), dim=-1) if self.normalize else emb.float()
