@@ -108,6 +108,9 @@ def main(argv=None) -> None:
     ap.add_argument("--runs", default="runs/cv_defaults")
     ap.add_argument("--results", default=str(RESULTS / "cv_defaults"))
     ap.add_argument("--report", default=None, help="only compare these finished variants from --results, e.g. a,b")
+    ap.add_argument("--pool-from", default=None,
+                    help="only pool --variants from fold files copied back from the device (DIR/<variant>_<scheme>_r<R>/"
+                         "fold_*, benchmarks/device_cv.sh) into cv_<variant>.json and cv_pairs_<variant>.parquet")
     ap.add_argument("--jobs", type=int, default=1,
                     help="run (variant, fold) pairs as this many processes at once, then pool each variant: "
                          "one GPU runs several small-model folds at once (they are launch-bound)")
@@ -119,6 +122,8 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.jobs > 1:
         _run_parallel(args, argv if argv is not None else sys.argv[1:])
+    if args.pool_from:
+        return _pool_copied(args)
     if args.report:
         names = args.report.split(",")
         return _report({n: Path(args.results) / f"cv_pairs_{n}.parquet" for n in names}, Path(args.results),
@@ -161,6 +166,25 @@ def main(argv=None) -> None:
         print(f"{name}: {seconds:.0f} s, per fold {per_fold}", flush=True)
     if len(runs) >= 2:
         _report(runs, results, "cv_defaults.md")
+
+
+def _pool_copied(args) -> None:
+    """Pool the fold files of variants that ran on the device but whose pooled report did not come back."""
+    from utils.run.cv import choose
+
+    results = Path(args.results)
+    for name in args.variants.split(","):
+        out = Path(args.pool_from) / f"{name}_{args.cv_scheme}_r{args.rounds}"
+        per_fold = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("fold_*/fold_seconds.json"))}
+        result = choose(out)
+        report = {"variant": name, "overrides": VARIANTS[name], "retrieval_of": SHARES_RETRIEVAL.get(name),
+                  "config": args.config, "rounds": args.rounds, "cv_scheme": args.cv_scheme,
+                  "pooled_from": "fold files copied back from the device (no notebooks); pooled here",
+                  "seconds_per_fold": per_fold, "cv": result, "choices": (out / "choices.yaml").read_text()}
+        (results / f"cv_{name}.json").write_text(json.dumps(report, indent=1, default=str))
+        (results / f"cv_pairs_{name}.parquet").write_bytes((out / "cv_pairs.parquet").read_bytes())
+        final = result["stages"][-1]
+        print(f"{name}: final MAP@25 {final['map@25']:.4f} ({final['lo']:.4f}-{final['hi']:.4f}), per fold {per_fold}")
 
 
 def _finished(fold: Path, rounds: int) -> bool:

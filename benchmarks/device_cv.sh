@@ -11,19 +11,20 @@
 export PYTHONPATH=/tmp/site:/tmp/w PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/x/wh SUITE_MODEL_CACHE=/tmp/x/cache \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 RUNS=${RUNS:-/tmp/runs/cv}
-collect() {  # per variant: the fold files utils.run.cv.choose pools (candidates_val included), under 16 MiB a file
+collect() {  # what comes back is at most 8 files of 16 MiB, 64 MiB in all: the pooled results and logs first,
+  # then the fold files (what utils.run.cv.choose pools) of each variant not pooled on the device, while they fit
+  rm -f $OUT/*; [ -d /tmp/res ] && tar czf $OUT/res.tgz -C /tmp/res .
+  [ -d $RUNS/logs ] && tar czf $OUT/logs.tgz -C $RUNS logs
+  cp /tmp/cv.log $OUT/ 2>/dev/null
   for v in $RUNS/*_r[0-9]*; do
-    [ -d "$v" ] || continue
+    name=$(basename "$v"); [ -d "$v" ] && [ ! -f "/tmp/res/cv_${name%_v[0-9]_r[0-9]*}.json" ] || continue
     (cd "$v" && find . \( -name '*_val.parquet' -o -name 'val_pairs.parquet' -o -name 'config.yaml' -o -name 'train_log.json' \
       -o -name 'metrics.json' -o -name 'fold_seconds.json' -o -name 'run.json' -o -name 'cv_pairs.parquet' -o -name 'choices.yaml' \) \
-      -not -path '*/embedder/*' | tar czf "$OUT/$(basename "$v").tgz" -T -)
-    if [ "$(stat -c %s "$OUT/$(basename "$v").tgz")" -gt 15728640 ]; then
-      split -b 15M "$OUT/$(basename "$v").tgz" "$OUT/$(basename "$v").tgz.part_" && rm "$OUT/$(basename "$v").tgz"
-    fi
-  done
-  [ -d $RUNS/logs ] && tar czf $OUT/logs.tgz -C $RUNS logs
-  [ -d /tmp/res ] && tar czf $OUT/res.tgz -C /tmp/res .
-  cp /tmp/cv.log $OUT/ 2>/dev/null; true
+      -not -path '*/embedder/*' | tar czf "/tmp/$name.tgz" -T -)
+    split -b 15M "/tmp/$name.tgz" "/tmp/$name.tgz.part_" && rm "/tmp/$name.tgz"
+    n=$(ls /tmp/$name.tgz.part_* | wc -l); have=$(ls $OUT | wc -l); used=$(du -sm $OUT | cut -f1); size=$(du -cm /tmp/$name.tgz.part_* | tail -n 1 | cut -f1)
+    if [ $((have + n)) -le 8 ] && [ $((used + size)) -le 62 ]; then mv /tmp/$name.tgz.part_* $OUT/; else echo "not copied back: $name ($size MiB)"; rm /tmp/$name.tgz.part_*; fi
+  done; true
 }
 progress() {
   echo "== $(date +%T) finished: $(ls $RUNS/*/fold_*/round_*/08_fuse_submit.ipynb 2>/dev/null | sed "s#$RUNS/##; s#/08_fuse_submit.ipynb##" | tr '\n' ' ')"

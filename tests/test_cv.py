@@ -186,7 +186,7 @@ def test_per_pair_ap_matches_tune_weights():
 
 def test_compare_prints_the_hand_computed_paired_difference(tmp_path):
     # A: AP 1, 1/2, 0, 1/4; B: 1, 1, 1/2, 1/4 -> B - A = (0 + 1/2 + 1/2 + 0) / 4 = 0.25
-    for name, ap in (("a", [1.0, 0.5, 0.0, 0.25]), ("b", [1.0, 1.0, 0.5, 0.25])):
+    for name, ap in (("a", [1.0, 0.5, 0.0, 0.25]), ("b", [1.0, 1.0, 0.5, 0.25]), ("z", [0.0, 0.0, 0.0, 0.0])):
         write_parquet(tmp_path / name / "cv_pairs.parquet", pd.DataFrame({
             "query_id": ["1_A", "1_B", "2_A", "3_A"], "group": [1, 1, 2, 3], "fold": [0, 0, 1, 1],
             "round": 1, "stage": "retrieval", "ap": ap}))
@@ -198,7 +198,11 @@ def test_compare_prints_the_hand_computed_paired_difference(tmp_path):
     assert row["b - a"] == pytest.approx(0.25) and row["a map@25"] == pytest.approx(1.75 / 4)
     assert row["b hit@25"] == 1.0 and row["a hit@25"] == 0.75
     # questions resampled whole: question 1's pairs move together, so the gain lies in [0, 0.5]
-    assert 0.0 <= row["lo"] <= 0.25 <= row["hi"] <= 0.5
+    assert 0.0 <= row["b - a lo"] <= 0.25 <= row["b - a hi"] <= 0.5
+    # three runs: each difference keeps its own interval (z - a = -1.75 / 4; question 1 alone is -1.5 / 2)
+    row = cv.compare({"a": tmp_path / "a", "b": tmp_path / "b", "z": tmp_path / "z"}).iloc[0]
+    assert row["z - a"] == pytest.approx(-0.4375) and row["z - a lo"] <= -0.4375 <= row["z - a hi"] <= 0
+    assert 0.0 <= row["b - a lo"] <= 0.25 <= row["b - a hi"] <= 0.5
     assert "0.2500" in proc.stdout and (tmp_path / "cmp" / "compare.md").read_text().count("0.2500") >= 1
     # a run scored at another cut-off (an AQA run: MAP@20) is refused, not labelled with the first run's k
     write_parquet(tmp_path / "c" / "cv_pairs.parquet", pd.read_parquet(tmp_path / "b" / "cv_pairs.parquet").assign(k=20))

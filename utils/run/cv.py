@@ -446,7 +446,8 @@ def compare(runs: dict[str, str | Path]) -> pd.DataFrame:
 
     Reads each run's ``cv_pairs.parquet`` (made by ``choose``; a run may also be given as that
     file). Columns: MAP@k and Hit@k of each run, and the difference of each later run
-    against the first with its 95% interval (a paired bootstrap over questions).
+    against the first (``b - a``) with its 95% interval (``b - a lo`` / ``b - a hi``, a paired
+    bootstrap over questions).
     """
     names = list(runs)
     tables = {}
@@ -478,6 +479,7 @@ def compare(runs: dict[str, str | Path]) -> pd.DataFrame:
             row[f"{n} map@{k}"], row[f"{n} hit@{k}"] = float(ap.mean()), float((ap > 0).mean())
             if n != first:
                 d = paired_bootstrap(a, ap, groups=sel[first].loc[common, "group"].to_numpy())
-                row[f"{n} - {first}"], row["lo"], row["hi"] = d["gain"], d["lo"], d["hi"]
+                diff = f"{n} - {first}"  # each run's own interval columns (shared ones kept only the last run's)
+                row[diff], row[f"{diff} lo"], row[f"{diff} hi"] = d["gain"], d["lo"], d["hi"]
         rows.append(row)
     return pd.DataFrame(rows)
