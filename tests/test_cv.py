@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -263,6 +264,21 @@ def test_cv_run_pools_every_labelled_pair_once(tmp_path, tiny_data):
     retrieval = next(s for s in report["stages"] if s["stage"] == "retrieval")
     assert retrieval["pairs"] == len(labelled) and retrieval["lo"] <= retrieval["map@25"] <= retrieval["hi"]
     assert (out / "choices.yaml").exists()
+    # what benchmarks/device_cv.sh copies back from the GPU machine (no notebooks, no models) pools to the same report
+    runs, back, results = tmp_path / "runs", tmp_path / "out", tmp_path / "results"
+    runs.mkdir(), back.mkdir(), results.mkdir()
+    (runs / "init_previous_v1_r1").symlink_to(out, target_is_directory=True)
+    subprocess.run(["bash", "benchmarks/device_cv.sh", "collect"], cwd=REPO_ROOT, check=True, timeout=120,
+                   env={**os.environ, "OUT": str(back), "RUNS": str(runs)})
+    parts = sorted(back.glob("init_previous_v1_r1.tgz.part_*"))
+    assert parts and not list(back.rglob("*.ipynb"))
+    (tmp_path / "copied" / "init_previous_v1_r1").mkdir(parents=True)
+    subprocess.run(f"cat {' '.join(map(str, parts))} | tar xz -C {tmp_path / 'copied' / 'init_previous_v1_r1'}",
+                   shell=True, check=True)
+    subprocess.run([sys.executable, "benchmarks/cv_defaults.py", "--pool-from", str(tmp_path / "copied"), "--variants",
+                    "init_previous", "--rounds", "1", "--results", str(results)], cwd=REPO_ROOT, check=True, timeout=600)
+    pooled_here = json.loads((results / "cv_init_previous.json").read_text())["cv"]
+    assert [s["map@25"] for s in pooled_here["stages"]] == [s["map@25"] for s in report["stages"]]
 
 
 def test_full_run_applies_planted_choices(tmp_path, tiny_data):
