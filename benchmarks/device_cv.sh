@@ -46,6 +46,7 @@ setup)
 part)
   python3 benchmarks/prepare_device.py --receive /tmp/xfer ;;
 launch)
+  [ -d /tmp/site ] && [ -d /tmp/bench ] || { echo "no setup on this machine (a fresh one?): run setup, then the parts, first"; exit 1; }
   mkdir -p /tmp/x && ls /tmp/xfer/part_* | head -n ${PARTS:-99} | xargs cat | tar x -C /tmp/x 2>/dev/null
   [ "${PARTS:-99}" -lt 6 ] && rm -rf /tmp/x/cache/all-mpnet-base-v2*  # parts 01-05 hold mpnet: cut short, never use it
   ls /tmp/x/cache /tmp/x/wh

@@ -275,7 +275,8 @@ def run_chain(
                 raise RunFolderError(f"{out} holds a run made with other {'; '.join(changes)}. Use another --out, "
                                      "or --force to redo everything")
         elif any(out.glob("round_*")) and verbose:
-            print(f"note: {out} has no {RUN_FILE} (made before fingerprints): resuming it as made with this data and config")
+            print(f"note: {out} has rounds but no {RUN_FILE} (made before fingerprints, or seeded from another run): "
+                  "resuming it as made with this data and config")
         if saved is None:
             io.write_json(out / RUN_FILE, current)
         _recover_interrupted(out)
