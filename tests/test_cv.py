@@ -264,6 +264,10 @@ def test_cv_run_pools_every_labelled_pair_once(tmp_path, tiny_data):
     retrieval = next(s for s in report["stages"] if s["stage"] == "retrieval")
     assert retrieval["pairs"] == len(labelled) and retrieval["lo"] <= retrieval["map@25"] <= retrieval["hi"]
     assert (out / "choices.yaml").exists()
+    # 08's re-scoring is among the alternatives (the recall at each grid point) and reported as a stage
+    names = {a["name"] for a in report["alternatives"]}
+    assert "round_1/candidates+rescore(p=0.05,s=-0.1)" in names and "round_1/candidates+rescore(p=0,s=-0.2)" in names
+    assert any(s["stage"] == "rescored" and "gain" in s for s in report["stages"])
     # what benchmarks/device_cv.sh copies back from the GPU machine (no notebooks, no models) pools to the same report
     runs, back, results = tmp_path / "runs", tmp_path / "out", tmp_path / "results"
     runs.mkdir(), back.mkdir(), results.mkdir()
@@ -288,7 +292,9 @@ def test_full_run_applies_planted_choices(tmp_path, tiny_data):
                       .replace("03_eval_embedder, ", ""))
     choices = tmp_path / "choices.yaml"
     choices.write_text(yaml.safe_dump({"config": {"rerank": {"blend": 0.3, "item_prior_weight": 0.0},
-                                                  "fusion": {"method": "none"}}, "cv": {"chosen": "planted"}}))
+                                                  "fusion": {"method": "none", "prior_weight": 0.1,
+                                                             "sibling_weight": -0.2}},
+                                       "cv": {"chosen": "planted"}}))
     out = tmp_path / "full"
     proc = _cli("run", "--split", "full", "--data-dir", str(tiny_data), "--config", str(config), "--out", str(out),
                 "--choices", str(choices))
@@ -298,3 +304,13 @@ def test_full_run_applies_planted_choices(tmp_path, tiny_data):
     m = json.loads((out / "round_1" / "metrics.json").read_text())
     assert m["06_rerank"]["blend_alpha"] == 0.3 and m["06_rerank"]["tuned_on_validation"] is False
     assert (out / "submission.csv").exists()
+    # 08 re-scored the reranked test ranking with the planted weights, counts from every labelled pair
+    from utils.metrics import ranking_lists
+    from utils.rescore import item_counts, rescore
+
+    assert m["08_fuse_submit"]["rescore"] == {"prior_weight": 0.1, "sibling_weight": -0.2}
+    data = get_task("eedi").load(tiny_data)
+    want = rescore(pd.read_parquet(out / "round_1" / "rerank_test.parquet"), data.test, item_counts(data.queries), 0.1, -0.2)
+    sub = pd.read_csv(out / "submission.csv", dtype=str)
+    ids = sub["QuestionId_Answer"].tolist()
+    assert [s.split() for s in sub["MisconceptionId"]] == [[str(x) for x in lst[:25]] for lst in ranking_lists(want, ids)]

@@ -134,6 +134,18 @@ def test_infer_from_export_equals_round_candidates(exported, finished_round, tin
     validate_submission(path, ids, stages.ops.corpus_ids(ctx))
     cands = pd.read_parquet(ctx.run_dir / "candidates_test.parquet")
     assert _sub_lists(path) == _top25(cands, ids)
+    # re-scored as 08 does when the config sets fusion's weights: item counts from every labelled pair
+    import yaml
+
+    from utils.rescore import item_counts, rescore
+    from utils.tasks import get_task
+
+    cfg = yaml.safe_load((exported["dataset_dir"] / "config.yaml").read_text())
+    cfg.setdefault("fusion", {}).update(prior_weight=0.1, sibling_weight=-0.2)
+    (tmp_path / "rescore.yaml").write_text(yaml.safe_dump(cfg))
+    path = infer(tiny_data, exported["dataset_dir"], tmp_path / "out2", config_path=tmp_path / "rescore.yaml")
+    want = _top25(rescore(cands, ctx.test_pairs, item_counts(get_task("eedi").load(tiny_data).queries), 0.1, -0.2), ids)
+    assert _sub_lists(path) == want and want != _top25(cands, ids)
 
 
 def test_set_notebook_parameter_errors(tmp_path):

@@ -393,6 +393,10 @@ class FusionConfig:
     # one per entry of ``rounds`` (e.g. chosen by CV, utils.run.cv); None = tuned on validation
     weights: list | None = opt(None, Rule(("list",), null=True, item=_num(ge=0)))
     top_k: int = opt(100, _int(ge=1))
+    # re-score the final ranking (utils/rescore.py): item-frequency prior and same-group (sibling) term;
+    # 0 = off. Chosen by CV (choices.yaml); also applied by the Kaggle kernel
+    prior_weight: float = opt(0.0, _num(ge=0))
+    sibling_weight: float = opt(0.0, _num())
 
 
 @dataclass

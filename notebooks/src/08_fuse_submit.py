@@ -29,18 +29,21 @@ print(f"split={ctx.split} round={ctx.round_idx}: {len(ctx.train_pairs)} labelled
 res = fuse_rounds(ctx)
 print('inputs:', res['inputs'])
 print('method:', res['method'], '| weights:', [round(w, 3) for w in res['weights']])
+if res.get('rescore'):
+    print('re-scored (item prior, same-question siblings):', res['rescore'])
 if res['singles']:
     table = pd.DataFrame(res['singles']).T
-    if res['val'] is not None and len(res['inputs']) > 1:
-        table.loc[res['source']] = evaluate(res['val'], ctx.val_pairs, k=ctx.k)
+    if res['val'] is not None and (len(res['inputs']) > 1 or res.get('rescore')):
+        table.loc[res['source'] + (' re-scored' if res.get('rescore') else '')] = evaluate(res['val'], ctx.val_pairs, k=ctx.k)
     display(table[[f'map@{ctx.k}', f'recall@{ctx.k}', 'recall@100']].round(4))
 
 # %%
+summary = {'source': res['source'], 'method': res['method'], 'weights': res['weights'], 'inputs': res['inputs'],
+           'rescore': res.get('rescore')}
 if res['singles']:
-    final = evaluate(res['val'], ctx.val_pairs, k=ctx.k)
-    ctx.metrics('08_fuse_submit', {'final': final, 'source': res['source'], 'method': res['method'],
-                                  'weights': res['weights'], 'inputs': res['inputs']})
+    summary['final'] = evaluate(res['val'], ctx.val_pairs, k=ctx.k)
     plots.metric_bars(table, k=ctx.k, title='validation: rounds and fusion');
+ctx.metrics('08_fuse_submit', summary)
 
 # %%
 path = submit(ctx, res['test']) if res['test'] is not None else None

@@ -375,7 +375,8 @@ def infer(
     (Eedi: ``out_dir/submission.csv``).
 
     Recall top-K with ``models_dir/embedder``; when ``models_dir/reranker`` exists, rerank the
-    head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one).
+    head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one); re-score
+    as ``08`` does when the config sets ``fusion.prior_weight`` / ``sibling_weight``.
     """
     from utils.retrieval.embed import describe_dtype
     from utils.rerank.blend import final_ranking
@@ -405,6 +406,12 @@ def infer(
             scores = scores + prior_weight * stages.rerank.reranker_item_prior(ctx, ranking)
         ranking = final_ranking(ranking, scores, alpha, rc["top_k"])
         _free_memory()
+    fc = cfg["fusion"]
+    if fc["prior_weight"] or fc["sibling_weight"]:  # as 08 does (utils.rescore), counts from every labelled pair
+        from utils.rescore import item_counts, rescore
+
+        say(f"re-score: item prior weight {fc['prior_weight']}, sibling weight {fc['sibling_weight']}")
+        ranking = rescore(ranking, ctx.test_pairs, item_counts(ctx.train_pairs), fc["prior_weight"], fc["sibling_weight"])
     out = ctx.task.write_submission(ranking, ctx.data, Path(out_dir) / ctx.task.submission_file)
     ctx.task.validate_submission(out, ctx.data)
     say(f"submission: {out}")

@@ -8,7 +8,8 @@ reads as one fold. What each round leaves for pooling (docs/DESIGN.md): ``val_pa
 (06), ``rerank_val.parquet`` (06), ``fused_val.parquet`` (08).
 
 ``choose`` scores every alternative 06 and 08 can pick (each round's recall; each round reranked
-at every (item prior weight, blend alpha); fusions of the rounds by method and weights) on the
+at every (item prior weight, blend alpha); a round's recall or best reranked ranking re-scored by 08
+(``utils.rescore``); fusions of the rounds by method and weights) on the
 pooled pairs, picks one, and estimates that choice *out of fold*: for each fold, the pick made on
 the other folds is scored on it. The pooled figure of the winner is optimistic (it was picked on
 those pairs); the out-of-fold one is the figure to expect on new questions. Written here (not
@@ -34,7 +35,7 @@ CHOICES_FILE = "choices.yaml"
 RERANKERS = ("05_train_reranker", "06_rerank")
 # Cheaper alternatives win unless a dearer one is better with 95% confidence (paired, by question):
 # in-sample gains of +0.02 from a reranker or a fusion did not carry over to unseen questions.
-COSTS = {"retrieval": 0, "reranked": 1, "fused": 2}
+COSTS = {"retrieval": 0, "reranked": 1, "rescored": 1, "fused": 2}
 N_BOOT = 1000
 
 
@@ -124,7 +125,7 @@ class Alternatives:
 
     pairs: pd.DataFrame  # pooled labelled queries (query_id, group, positives, fold)
     names: list[str] = field(default_factory=list)
-    kinds: list[str] = field(default_factory=list)  # retrieval | reranked | fused
+    kinds: list[str] = field(default_factory=list)  # retrieval | reranked | rescored | fused
     rounds: list[int] = field(default_factory=list)  # the round a single belongs to (fusions: the last)
     specs: list[dict] = field(default_factory=list)  # config overrides that reproduce it
     ap: list[np.ndarray] = field(default_factory=list)
@@ -221,6 +222,7 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
             if w == w_best and a == a_best:
                 reranked[r] = final_ranking(cands, s, a, top_k)
         info["fusion_rerank_setting"] = {"item_prior_weight": w_best, "blend": a_best}
+    _add_rescored(alts, pairs, k, candidates, rerank_rows)
     for source, by_round in (("candidates", candidates), ("rerank", reranked)):
         used = sorted(by_round)
         if len(used) < 2:
@@ -234,6 +236,36 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
                     spec["rerank"] = dict(info["fusion_rerank_setting"])
                 alts.add(f"fused({method},{source},w={'/'.join(f'{x:.2f}' for x in point)})", "fused", used[-1], spec, ap)
     return alts, info
+
+
+def _add_rescored(alts: Alternatives, pairs: pd.DataFrame, k: int, candidates: dict[int, pd.DataFrame],
+                  rerank_rows: dict) -> None:
+    """Each round's recall, and its reranked ranking at the (w, alpha) best pooled, re-scored over the grid of
+    ``utils.rescore`` (08's ``fusion.prior_weight`` / ``sibling_weight``). A fold's item counts come from
+    the other folds' pairs (its training pairs in K-fold CV); one fold alone gets the sibling term only."""
+    from utils.rerank.blend import final_ranking
+    from utils.rescore import PRIOR_GRID, SIBLING_GRID, item_counts, rescore
+
+    folds = pairs["fold"].unique()
+    counts = {f: item_counts(pairs[pairs["fold"] != f]) for f in folds}
+    grid = [(a, b) for a in (PRIOR_GRID if len(folds) > 1 else (0.0,)) for b in SIBLING_GRID if a or b]
+    bases = []
+    for r, ranking in candidates.items():
+        bases.append((r, f"round_{r}/candidates", ranking,
+                      {"fusion": {"method": "none", "rounds": [r], "sources": ["candidates"]}}))
+        names = [n for n in rerank_rows if rerank_rows[n][0] == r]
+        if names:
+            best = max(names, key=lambda n: alts.ap[alts.names.index(n)].mean())
+            _, w, a, cands, scores, top_k = rerank_rows[best]
+            bases.append((r, best, final_ranking(cands, scores, a, top_k), alts.specs[alts.names.index(best)]))
+    for r, name, ranking, spec in bases:
+        by_fold = {f: (ranking[ranking[QUERY].isin(pairs.loc[pairs["fold"] == f, QUERY])], pairs[pairs["fold"] == f])
+                   for f in folds}
+        for a, b in grid:
+            re = pd.concat([rescore(rk, qs, counts[f], a, b) for f, (rk, qs) in by_fold.items()], ignore_index=True)
+            alts.add(f"{name}+rescore(p={a:g},s={b:g})", "rescored", r,
+                     {**spec, "fusion": {**spec["fusion"], "prior_weight": a, "sibling_weight": b}},
+                     per_query_ap(re, pairs, k))
 
 
 def pick(alts: Alternatives, mask: np.ndarray, kinds: tuple[str, ...] | None = None, seed: int = 0,
@@ -315,6 +347,13 @@ def choose(root: str | Path, write: bool = True) -> dict:
             sub = _subset(alts, lambda kind, rr: rr == r and kind == "reranked")
             ap, _ = out_of_fold(sub)
             stage("reranked", r, ap, "blend and prior weight chosen out of fold")
+        if any(kind == "rescored" and rr == r for kind, rr in zip(alts.kinds, alts.rounds)):
+            sub = Alternatives(alts.pairs)  # the round's recall, as is or re-scored (not the reranked ones)
+            for i, (kind, rr) in enumerate(zip(alts.kinds, alts.rounds)):
+                if rr == r and (kind == "retrieval" or (kind == "rescored" and "/candidates+" in alts.names[i])):
+                    sub.add(alts.names[i], kind, rr, alts.specs[i], alts.ap[i])
+            ap, _ = out_of_fold(sub)
+            stage("rescored", r, ap, "recall re-scored (item prior, siblings), weights chosen out of fold")
     if "fused" in alts.kinds:
         ap, _ = out_of_fold(alts, ("fused",))
         stage("fused", max(info["rounds"]), ap, "method, source and weights chosen out of fold")
@@ -344,7 +383,7 @@ def _add_gains(stages: list[dict], per_pair: list[pd.DataFrame]) -> None:
     """Each reranked / fused / final stage's paired gain (95% interval) over the retrieval it starts from."""
     retrieval = {s["round"]: p for s, p in zip(stages, per_pair) if s["stage"] == "retrieval"}
     for s, p in zip(stages, per_pair):
-        if s["stage"] in ("reranked", "fused", "final") and retrieval:
+        if s["stage"] in ("reranked", "rescored", "fused", "final") and retrieval:
             ref = retrieval.get(s["round"], retrieval[max(retrieval)])
             g = paired_bootstrap(ref["ap"].to_numpy(), p["ap"].to_numpy(), groups=p["group"].to_numpy())
             s.update({"gain": g["gain"], "gain_lo": g["lo"], "gain_hi": g["hi"]})
@@ -378,7 +417,8 @@ def _overrides(spec: dict, cfg: dict) -> dict:
 
 def _choices_yaml(overrides: dict, result: dict, alt_table: pd.DataFrame) -> str:
     c, m = result["chosen"], f"map@{result.get('k', 25)}"
-    singles = alt_table[alt_table["kind"] != "fused"]
+    singles = alt_table[alt_table["kind"].isin(["retrieval", "reranked"])]
+    rescored = alt_table[alt_table["kind"] == "rescored"].head(10)
     fused = alt_table[alt_table["kind"] == "fused"].head(10)
     doc = {
         "config": overrides,
@@ -387,14 +427,15 @@ def _choices_yaml(overrides: dict, result: dict, alt_table: pd.DataFrame) -> str
             f"pooled_{m}": round(c["pooled"][m], 4),
             f"out_of_fold_{m}": [round(c["out_of_fold"][key], 4) for key in (m, "lo", "hi")],
             "folds": result["folds"], "rounds": result["rounds"], "pairs": result["pairs"],
-            "rule": f"best pooled {m.upper()}, unless a cheaper kind (retrieval < reranked < fused) is not beaten "
-                    "with 95% confidence",
+            "rule": f"best pooled {m.upper()}, unless a cheaper kind (retrieval < reranked, rescored < fused) is not "
+                    "beaten with 95% confidence",
             "alternatives": {r["name"]: [round(r[m], 4), round(r["lo"], 4), round(r["hi"], 4)]
-                             for r in pd.concat([singles, fused]).to_dict("records")},
+                             for r in pd.concat([singles, rescored, fused]).to_dict("records")},
         },
     }
     return ("# Written by python -m utils run --split cv; apply with: python -m utils run --split full --choices <this file>\n"
-            f"# cv.alternatives: pooled out-of-fold {m.upper()} [value, 95% low, 95% high] (all singles, the 10 best fusions)\n"
+            f"# cv.alternatives: pooled out-of-fold {m.upper()} [value, 95% low, 95% high] (all singles, the 10 best "
+            "re-scored, the 10 best fusions)\n"
             + yaml.safe_dump(doc, sort_keys=False))
 
 

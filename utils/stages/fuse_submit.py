@@ -37,11 +37,30 @@ def round_rankings(ctx: RunContext) -> list[tuple[str, dict[str, pd.DataFrame]]]
 
 
 def fuse_rounds(ctx: RunContext) -> dict:
-    """Fuse the rankings of this and earlier rounds with weights tuned on validation.
+    """Fuse the rankings of this and earlier rounds with weights tuned on validation, then re-score the
+    result when ``fusion.prior_weight`` / ``sibling_weight`` are set (``utils.rescore``; chosen by CV).
 
     ``method: auto`` tries RRF, rank average and score sum and keeps the best on validation;
     the tuned weights always include equal weights, and a single ranking passes through.
     """
+    from utils.rescore import item_counts, rescore
+
+    fc = fusion_config(ctx)
+    out = _fuse(ctx)
+    weights = {"prior_weight": float(fc["prior_weight"]), "sibling_weight": float(fc["sibling_weight"])}
+    if any(weights.values()):
+        counts = item_counts(ctx.train_pairs)
+        for part, queries in (("val", ctx.val_pairs), ("test", ctx.test_pairs)):
+            if out[part] is not None and len(out[part]):
+                out[part] = rescore(out[part], queries, counts, **weights)
+        out["rescore"] = weights
+    if out["val"] is not None and len(out["val"]):
+        io.write_parquet(ctx.run_dir / "fused_val.parquet", out["val"])
+    return out
+
+
+def _fuse(ctx: RunContext) -> dict:
+    """The fused (or single chosen) ranking of this and earlier rounds, as 08 makes it before re-scoring."""
     from utils.fusion import fuse, tune_weights
 
     fc = fusion_config(ctx)
@@ -52,8 +71,6 @@ def fuse_rounds(ctx: RunContext) -> dict:
     if len(named) == 1 or fc["method"] == "none":
         best = max(singles, key=lambda n: singles[n][f"map@{ctx.k}"]) if singles else names[-1]
         pick = dict(named)[best]
-        if pick["val"] is not None and len(pick["val"]):
-            io.write_parquet(ctx.run_dir / "fused_val.parquet", pick["val"])
         return {"method": "none", "inputs": names, "weights": [1.0], "singles": singles, "val": pick["val"],
                 "test": pick["test"], "source": best}
     methods = ["rrf", "rank_average", "score_sum"] if fc["method"] == "auto" else [fc["method"]]
@@ -72,8 +89,6 @@ def fuse_rounds(ctx: RunContext) -> dict:
         method, weights, tuned = (methods[0] if fc["method"] != "auto" else "rrf"), [1.0] * len(named), {}
     fused = {p: fuse([r[p] for _, r in named], method, weights, fc["top_k"])
              for p in ("val", "test") if all(r[p] is not None and len(r[p]) for _, r in named)}
-    if "val" in fused:
-        io.write_parquet(ctx.run_dir / "fused_val.parquet", fused["val"])
     return {"method": method, "inputs": names, "weights": weights, "singles": singles,
             "tuned": {m: v[1] for m, v in tuned.items()}, "val": fused.get("val"), "test": fused.get("test"),
             "source": f"fused({method})"}
