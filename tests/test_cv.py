@@ -314,3 +314,16 @@ def test_full_run_applies_planted_choices(tmp_path, tiny_data):
     sub = pd.read_csv(out / "submission.csv", dtype=str)
     ids = sub["QuestionId_Answer"].tolist()
     assert [s.split() for s in sub["MisconceptionId"]] == [[str(x) for x in lst[:25]] for lst in ranking_lists(want, ids)]
+
+
+def test_a_choice_not_rescored_turns_rescoring_off():
+    """choices.yaml overrides the config it is applied to: a plain ranking chosen by CV must switch off a
+    re-scoring the config sets (configs/gpu.yaml does), and a re-scored one carries its weights."""
+    nbs = ["01_mine_hn", "04_recall", "05_train_reranker", "06_rerank", "08_fuse_submit"]
+    plain = cv._overrides({"fusion": {"method": "none", "rounds": [3], "sources": ["candidates"]}}, {"notebooks": nbs})
+    assert plain["fusion"]["prior_weight"] == 0.0 and plain["fusion"]["sibling_weight"] == 0.0
+    assert plain["notebooks"] == ["01_mine_hn", "04_recall", "08_fuse_submit"]
+    spec = {"fusion": {"method": "none", "rounds": [3], "sources": ["candidates"], "prior_weight": 0.05,
+                       "sibling_weight": -0.1}}
+    cfg = load_config(None, {**cv._overrides(spec, {"notebooks": nbs}), "fusion": {**spec["fusion"]}})
+    assert (cfg["fusion"]["prior_weight"], cfg["fusion"]["sibling_weight"]) == (0.05, -0.1)

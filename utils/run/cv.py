@@ -410,6 +410,8 @@ def _subset(alts: Alternatives, keep) -> Alternatives:
 def _overrides(spec: dict, cfg: dict) -> dict:
     """Config overrides reproducing ``spec`` in a run of ``cfg`` (the folds' config)."""
     out = {k: dict(v) for k, v in spec.items()}
+    for key in ("prior_weight", "sibling_weight"):  # a ranking not re-scored is chosen as it is, whatever cfg says
+        out.setdefault("fusion", {}).setdefault(key, 0.0)
     if "rerank" not in spec:  # reranking was not chosen: the full run skips 05/06
         out["notebooks"] = [n for n in cfg.get("notebooks", []) if n not in RERANKERS]
     return out
