@@ -105,7 +105,8 @@ def test_pooled_table_scores_every_pair_once(tmp_path):
     assert dict(zip(part["query_id"], part["fold"])) == {"1_A": 0, "1_B": 0, "2_A": 1, "2_C": 1}
     assert result["chosen"]["name"] == "round_1/candidates"
     choices = yaml.safe_load((tmp_path / "choices.yaml").read_text())
-    assert choices["config"]["fusion"] == {"method": "none", "rounds": [1], "sources": ["candidates"]}
+    assert choices["config"]["fusion"] == {"method": "none", "rounds": [1], "sources": ["candidates"],
+                                           "prior_weight": 0.0, "sibling_weight": 0.0}  # not re-scored: off
     assert "05_train_reranker" not in choices["config"]["notebooks"]  # no reranker to choose: the run skips it
 
 
@@ -161,7 +162,8 @@ def test_choose_keeps_a_reranker_that_helps(tmp_path):
     config = yaml.safe_load((tmp_path / "choices.yaml").read_text())["config"]
     alpha = float(result["chosen"]["name"].split("a=")[1].rstrip(")"))
     assert config["rerank"] == {"blend": alpha, "item_prior_weight": 0.0} and "notebooks" not in config
-    assert config["fusion"] == {"method": "none", "rounds": [1], "sources": ["rerank"]}
+    assert config["fusion"] == {"method": "none", "rounds": [1], "sources": ["rerank"], "prior_weight": 0.0,
+                                "sibling_weight": 0.0}
 
 
 def test_choose_drops_a_reranker_that_does_not_help(tmp_path):
