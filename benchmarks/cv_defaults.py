@@ -160,36 +160,38 @@ def main(argv=None) -> None:
         own = (VARIANTS[name].get("embedder") or {}).get("model")
         result = run_cv(out, data, args.rounds, cfg_path, own or model, folds=folds, scheme=args.cv_scheme)
         seconds = time.perf_counter() - t0
-        per_fold = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("fold_*/fold_seconds.json"))}
-        report = {"variant": name, "overrides": VARIANTS[name], "retrieval_of": SHARES_RETRIEVAL.get(name),
-                  "config": args.config, "rounds": args.rounds,
-                  "cv_scheme": args.cv_scheme, "data": str(data), "seconds": round(seconds, 1),
-                  "seconds_per_fold": per_fold, "machine": machine_info(_device()), "cv": result,
-                  "choices": (out / "choices.yaml").read_text() if result else None}
-        (results / f"cv_{name}.json").write_text(json.dumps(report, indent=1, default=str))
+        per_fold = _write_report(name, out, result, args, data=str(data), seconds=round(seconds, 1),
+                                 machine=machine_info(_device()))
         if result:
-            (results / f"cv_pairs_{name}.parquet").write_bytes((out / "cv_pairs.parquet").read_bytes())
             runs[name] = out
         print(f"{name}: {seconds:.0f} s, per fold {per_fold}", flush=True)
     if len(runs) >= 2:
         _report(runs, results, "cv_defaults.md")
 
 
+def _write_report(name: str, out: Path, result: dict | None, args, **extra) -> dict:
+    """``cv_<name>.json`` (and ``cv_pairs_<name>.parquet`` when pooled) under --results; returns the seconds per fold."""
+    results = Path(args.results)
+    per_fold = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("fold_*/fold_seconds.json"))}
+    report = {"variant": name, "overrides": VARIANTS[name], "retrieval_of": SHARES_RETRIEVAL.get(name),
+              "config": args.config, "rounds": args.rounds, "cv_scheme": args.cv_scheme, **extra,
+              "seconds_per_fold": per_fold, "cv": result,
+              "choices": (out / "choices.yaml").read_text() if result else None}
+    (results / f"cv_{name}.json").write_text(json.dumps(report, indent=1, default=str))
+    if result:
+        (results / f"cv_pairs_{name}.parquet").write_bytes((out / "cv_pairs.parquet").read_bytes())
+    return per_fold
+
+
 def _pool_copied(args) -> None:
     """Pool the fold files of variants that ran on the device but whose pooled report did not come back."""
     from utils.run.cv import choose
 
-    results = Path(args.results)
     for name in args.variants.split(","):
         out = Path(args.pool_from) / f"{name}_{args.cv_scheme}_r{args.rounds}"
-        per_fold = {p.parent.name: json.loads(p.read_text())["seconds"] for p in sorted(out.glob("fold_*/fold_seconds.json"))}
         result = choose(out)
-        report = {"variant": name, "overrides": VARIANTS[name], "retrieval_of": SHARES_RETRIEVAL.get(name),
-                  "config": args.config, "rounds": args.rounds, "cv_scheme": args.cv_scheme,
-                  "pooled_from": "fold files copied back from the device (no notebooks); pooled here",
-                  "seconds_per_fold": per_fold, "cv": result, "choices": (out / "choices.yaml").read_text()}
-        (results / f"cv_{name}.json").write_text(json.dumps(report, indent=1, default=str))
-        (results / f"cv_pairs_{name}.parquet").write_bytes((out / "cv_pairs.parquet").read_bytes())
+        per_fold = _write_report(name, out, result, args,
+                                 pooled_from="fold files copied back from the device (no notebooks); pooled here")
         final = result["stages"][-1]
         print(f"{name}: final MAP@25 {final['map@25']:.4f} ({final['lo']:.4f}-{final['hi']:.4f}), per fold {per_fold}")
 

@@ -256,7 +256,7 @@ def _add_rescored(alts: Alternatives, pairs: pd.DataFrame, k: int, candidates: d
         names = [n for n in rerank_rows if rerank_rows[n][0] == r]
         if names:
             best = max(names, key=lambda n: alts.ap[alts.names.index(n)].mean())
-            _, w, a, cands, scores, top_k = rerank_rows[best]
+            _, _, a, cands, scores, top_k = rerank_rows[best]
             bases.append((r, best, final_ranking(cands, scores, a, top_k), alts.specs[alts.names.index(best)]))
     for r, name, ranking, spec in bases:
         by_fold = {f: (ranking[ranking[QUERY].isin(pairs.loc[pairs["fold"] == f, QUERY])], pairs[pairs["fold"] == f])
