@@ -320,7 +320,7 @@ def test_full_run_applies_planted_choices(tmp_path, tiny_data):
 
 def test_a_choice_not_rescored_turns_rescoring_off():
     """choices.yaml overrides the config it is applied to: a plain ranking chosen by CV must switch off a
-    re-scoring the config sets (configs/gpu.yaml does), and a re-scored one carries its weights."""
+    re-scoring the config sets, and a re-scored one carries its weights."""
     nbs = ["01_mine_hn", "04_recall", "05_train_reranker", "06_rerank", "08_fuse_submit"]
     plain = cv._overrides({"fusion": {"method": "none", "rounds": [3], "sources": ["candidates"]}}, {"notebooks": nbs})
     assert plain["fusion"]["prior_weight"] == 0.0 and plain["fusion"]["sibling_weight"] == 0.0
