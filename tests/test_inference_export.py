@@ -204,3 +204,34 @@ def test_infer_adds_the_item_prior_06_chose(run_copy, tiny_data, tmp_path):
                  "--out", str(tmp_path / "out")]) == 0
     ids = ctx.test_pairs["query_id"].tolist()
     assert _sub_lists(tmp_path / "out" / "submission.csv") == _top25(pd.read_parquet(ctx.run_dir / "rerank_test.parquet"), ids)
+
+
+def test_infer_fuses_the_rounds_08_fused(run_copy, tiny_data, tmp_path):
+    """A round whose 08 fuses rounds 1 and 2 (weights fixed, as CV writes them, e.g. configs/gpu.yaml): the
+    export packs round 1's embedder too, and the kernel's submission is 08's, row for row; round 2 alone differs."""
+    import yaml
+
+    from utils.stages.fuse_submit import fuse_rounds
+
+    tmp, cfg = run_copy
+    conf = yaml.safe_load(cfg.read_text())
+    conf["fusion"] = {"method": "score_sum", "rounds": [1, 2], "sources": ["candidates"], "weights": [0.3, 0.7]}
+    (tmp_path / "fused.yaml").write_text(yaml.safe_dump(conf))
+    ctx = stages.context.load_context(tmp / "v1" / "round_2", tiny_data, "v1", 2, tmp_path / "fused.yaml")
+    want = fuse_rounds(ctx)["test"]
+    exp = export_round(ctx, name="eedi-fused-test", out_root=tmp_path / "kd")
+    ds = exp["dataset_dir"]
+    assert (ds / "embedder_round_1" / "embedder_config.json").is_file() and not (ds / "reranker_round_1").exists()
+    assert [(i["round"], i["source"], i["weight"]) for i in exp["manifest"]["fusion"]["inputs"]] == [
+        (1, "candidates", 0.3), (2, "candidates", 0.7)]
+    path = infer(tiny_data, ds, tmp_path / "out", verbose=False)
+    ids = ctx.test_pairs["query_id"].tolist()
+    assert _sub_lists(path) == _top25(want, ids)
+    assert _top25(want, ids) != _top25(pd.read_parquet(ctx.run_dir / "candidates_test.parquet"), ids)
+    # a round whose 08 submits its own ranking packs nothing more (the manifest says no fusion)
+    conf["fusion"] = {"method": "none", "rounds": [2]}  # its reranked ranking, which the kernel makes anyway
+    (tmp_path / "single.yaml").write_text(yaml.safe_dump(conf))
+    ctx = stages.context.load_context(tmp / "v1" / "round_2", tiny_data, "v1", 2, tmp_path / "single.yaml")
+    assert ctx.reranker_dir.is_dir()
+    exp = export_round(ctx, name="eedi-single-test", out_root=tmp_path / "kd")
+    assert exp["manifest"]["fusion"] is None and not (exp["dataset_dir"] / "embedder_round_1").exists()

@@ -81,6 +81,32 @@ def _rerank_choice(run_dir: Path, key: str) -> float | None:
     return None if value is None else float(value)
 
 
+def _fusion_inputs(ctx: stages.context.RunContext, has_reranker: bool) -> tuple[dict | None, dict[str, Path]]:
+    """The rankings 08 fuses for this round (``fuse_submit.fusion_plan``) as the kernel rebuilds them, and the
+    earlier rounds' model folders to pack for it (``embedder_round_<r>``, ``reranker_round_<r>``). None: the
+    kernel submits this round's own ranking (08 fuses nothing, or the round has no rankings yet)."""
+    from utils.stages.fuse_submit import fusion_plan
+
+    try:
+        plan = fusion_plan(ctx)
+    except FileNotFoundError:  # no recall in this round (an export before 04): this round's models alone
+        return None, {}
+    own = (ctx.round_idx, "rerank" if has_reranker else "candidates")
+    if plan["inputs"] == [own]:
+        return None, {}
+    inputs, others = [], {}
+    for (r, source), w in zip(plan["inputs"], plan["weights"]):
+        entry = {"round": r, "source": source, "weight": w}
+        if r != ctx.round_idx:
+            others[f"embedder_round_{r}"] = ctx.round_dir(r) / "embedder"
+            if source == "rerank":
+                others[f"reranker_round_{r}"] = ctx.round_dir(r) / "reranker"
+                entry.update(blend_alpha=_rerank_choice(ctx.round_dir(r), "blend_alpha"),
+                             item_prior_weight=_rerank_choice(ctx.round_dir(r), "item_prior_weight"))
+        inputs.append(entry)
+    return {"method": plan["method"], "inputs": inputs, "top_k": plan.get("top_k", 100)}, others
+
+
 def _base_model_warnings(folder: Path, what: str) -> list[str]:
     """Adapters need their base model on Kaggle: say which one (it is not packed)."""
     cfg = io.read_json(folder / "adapter_config.json")
@@ -184,6 +210,7 @@ def export_round(
     if has_reranker:
         warnings += _base_model_warnings(ctx.reranker_dir, "reranker")
     rc = stages.train_reranker.rerank_config(ctx) if has_reranker else None
+    fusion, others = _fusion_inputs(ctx, has_reranker)
     manifest = {
         "dataset_id": dataset_id, "kernel_id": kernel_id, "source_run": f"{ctx.out_dir.name}/{run_dir.name}",
         "split": ctx.split, "round": ctx.round_idx, "reranker": has_reranker,
@@ -192,6 +219,7 @@ def export_round(
         "item_prior_weight": _rerank_choice(run_dir, "item_prior_weight") if has_reranker else None,
         "recall_k": ctx.config["recall"]["k"], "warnings": warnings,
         "wheels_dataset_id": f"{owner_}/{wheels_slug}" if pack else None,
+        "fusion": fusion,
     }
     wheels_pack = None
     if pack:
@@ -212,6 +240,7 @@ def export_round(
                MANIFEST: stage / MANIFEST}
         if has_reranker:
             src["reranker"] = ctx.reranker_dir
+        src.update(others)
         dataset_dir = build_dataset(src, root, dataset_id, title, license_name=ecfg["license"])
         nb = set_notebook_parameter(nb_src, stage / "nb" / nb_src.name, "models_dir", f"{KAGGLE_INPUT}/{slug}")
         nb = set_notebook_parameter(nb, nb, "data_dir", data_dir)
@@ -313,12 +342,12 @@ class InferenceContext(stages.context.RunContext):
         return Path(self.extra["models_dir"])
 
     @property
-    def embedder_dir(self) -> Path:
-        return self.models_dir / "embedder"
+    def embedder_dir(self) -> Path:  # an earlier round's (fused by 08): embedder_round_<r>
+        return self.models_dir / f"embedder{self.extra.get('suffix', '')}"
 
     @property
     def reranker_dir(self) -> Path:
-        return self.models_dir / "reranker"
+        return self.models_dir / f"reranker{self.extra.get('suffix', '')}"
 
     @property
     def cache_dir(self) -> Path:
@@ -364,6 +393,33 @@ def inference_context(
                             extra={"models_dir": str(models_dir)})
 
 
+def _round_ranking(ctx: InferenceContext, choice: dict, rerank: bool, say) -> pd.DataFrame:
+    """One round's test ranking from its packed models: recall, then (``rerank``) the reranker blended with
+    ``choice``'s ``blend_alpha`` / ``item_prior_weight`` as 06 chose them."""
+    from utils.rerank.blend import final_ranking
+
+    cfg = ctx.config
+    rc = stages.train_reranker.rerank_config(ctx) if rerank else None
+    k = max(cfg["recall"]["k"], cfg["submission"]["k"], rc["top_k"] if rc else 0)
+    say(f"{len(ctx.test_pairs)} test queries, {len(ctx.corpus)} candidates; recall top-{k} with {ctx.embedder_dir}")
+    emb = ctx.embedder("current")
+    ranking = stages.ops.rank(ctx, emb, ctx.test_pairs, k=k)
+    del emb
+    _free_memory()
+    if rerank:
+        alpha = choice.get("blend_alpha")
+        alpha = stages.rerank.UNTUNED_BLEND_ALPHA if alpha is None else float(alpha)  # None: an export made before 06 saved it
+        prior_weight = float(choice.get("item_prior_weight") or 0.0)
+        say(f"rerank the top-{rc['top_k']} with {ctx.reranker_dir} ({rc['family']}, blend alpha {alpha}"
+            + (f", item prior weight {prior_weight})" if prior_weight else ")"))
+        scores = stages.rerank.score_reranker(ctx, ranking, ctx.test_pairs)
+        if prior_weight:
+            scores = scores + prior_weight * stages.rerank.reranker_item_prior(ctx, ranking)
+        ranking = final_ranking(ranking, scores, alpha, rc["top_k"])
+        _free_memory()
+    return ranking
+
+
 def infer(
     data_dir: str | os.PathLike,
     models_dir: str | os.PathLike,
@@ -375,37 +431,37 @@ def infer(
     (Eedi: ``out_dir/submission.csv``).
 
     Recall top-K with ``models_dir/embedder``; when ``models_dir/reranker`` exists, rerank the
-    head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one); re-score
-    as ``08`` does when the config sets ``fusion.prior_weight`` / ``sibling_weight``.
+    head as ``06_rerank`` does (the blend weight from ``export.json`` when the round tuned one). When 08
+    fused rounds (``export.json``'s ``fusion``), rank with each packed round's models and fuse them with
+    08's method and weights; then re-score as ``08`` does when the config sets ``fusion.prior_weight`` /
+    ``sibling_weight``.
     """
+    from dataclasses import replace
+
+    from utils.fusion import fuse
     from utils.retrieval.embed import describe_dtype
-    from utils.rerank.blend import final_ranking
 
     ctx = inference_context(data_dir, models_dir, out_dir, config_path)
     cfg = ctx.config
-    k_sub = cfg["submission"]["k"]
-    has_reranker = ctx.reranker_dir.is_dir() and any(ctx.reranker_dir.iterdir())
-    rc = stages.train_reranker.rerank_config(ctx) if has_reranker else None
-    k = max(cfg["recall"]["k"], k_sub, rc["top_k"] if rc else 0)
     say = print if verbose else (lambda *a, **kw: None)
     say(describe_dtype())  # Kaggle's T4 / P100 have no bf16: fp16 there
-    say(f"{len(ctx.test_pairs)} test queries, {len(ctx.corpus)} candidates; recall top-{k} with {ctx.embedder_dir}")
-    emb = ctx.embedder("current")
-    ranking = stages.ops.rank(ctx, emb, ctx.test_pairs, k=k)
-    del emb
-    _free_memory()
-    if has_reranker:
-        manifest = io.read_json(ctx.models_dir / MANIFEST, default={}) or {}
-        alpha = manifest.get("blend_alpha")
-        alpha = stages.rerank.UNTUNED_BLEND_ALPHA if alpha is None else float(alpha)  # None: an export made before 06 saved it
-        prior_weight = float(manifest.get("item_prior_weight") or 0.0)
-        say(f"rerank the top-{rc['top_k']} with {ctx.reranker_dir} ({rc['family']}, blend alpha {alpha}"
-            + (f", item prior weight {prior_weight})" if prior_weight else ")"))
-        scores = stages.rerank.score_reranker(ctx, ranking, ctx.test_pairs)
-        if prior_weight:
-            scores = scores + prior_weight * stages.rerank.reranker_item_prior(ctx, ranking)
-        ranking = final_ranking(ranking, scores, alpha, rc["top_k"])
-        _free_memory()
+    manifest = io.read_json(ctx.models_dir / MANIFEST, default={}) or {}
+    fusion = manifest.get("fusion")
+    has_reranker = ctx.reranker_dir.is_dir() and any(ctx.reranker_dir.iterdir())
+    if not fusion:
+        ranking = _round_ranking(ctx, manifest, has_reranker, say)
+    else:
+        rankings = []
+        for inp in fusion["inputs"]:
+            own = inp["round"] == manifest.get("round")
+            sub = ctx if own else replace(ctx, extra={**ctx.extra, "suffix": f"_round_{inp['round']}"})
+            say(f"round {inp['round']} ({inp['source']}), weight {inp['weight']:.3f}:")
+            rankings.append(_round_ranking(sub, manifest if own else inp, inp["source"] == "rerank", say))
+        if len(rankings) == 1:  # 08 picked an earlier round's ranking alone
+            ranking = rankings[0]
+        else:
+            say(f"fuse {len(rankings)} rankings by {fusion['method']}, as 08 did")
+            ranking = fuse(rankings, fusion["method"], [float(i["weight"]) for i in fusion["inputs"]], int(fusion["top_k"]))
     fc = cfg["fusion"]
     if fc["prior_weight"] or fc["sibling_weight"]:  # as 08 does (utils.rescore), counts from every labelled pair
         from utils.rescore import item_counts, rescore

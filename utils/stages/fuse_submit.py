@@ -59,6 +59,21 @@ def fuse_rounds(ctx: RunContext) -> dict:
     return out
 
 
+def fusion_plan(ctx: RunContext) -> dict:
+    """What 08 submits for this round before re-scoring, as the Kaggle kernel rebuilds it: ``method``,
+    ``inputs`` [(round, source)] and one weight each (a single ranking: method ``none``)."""
+    res = _fuse(ctx)
+
+    def parse(name: str) -> tuple[int, str]:
+        r, source = name.split("/")
+        return int(r.split("_")[1]), source
+
+    if res["method"] == "none":
+        return {"method": "none", "inputs": [parse(res["source"])], "weights": [1.0]}
+    return {"method": res["method"], "inputs": [parse(n) for n in res["inputs"]],
+            "weights": [float(w) for w in res["weights"]], "top_k": int(fusion_config(ctx)["top_k"])}
+
+
 def _fuse(ctx: RunContext) -> dict:
     """The fused (or single chosen) ranking of this and earlier rounds, as 08 makes it before re-scoring."""
     from utils.fusion import fuse, tune_weights
