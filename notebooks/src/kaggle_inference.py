@@ -1,7 +1,7 @@
 # %% [markdown]
 # # Inference on Kaggle
 #
-# Inference only, offline (`utils.kaggle.inference.infer`): embed the task's test queries (Eedi: the wrong answers of `test.csv`) with the packed fine-tuned embedder, recall the top-K candidates, rerank the head with the packed reranker when there is one, and write the task's submission (Eedi: `submission.csv`). `models_dir` is the dataset made by `07_export` (it also holds the `utils` package this notebook imports).
+# Inference only, offline (`utils.kaggle.inference.infer`): embed the task's test queries (Eedi: the wrong answers of `test.csv`) with the packed fine-tuned embedder, recall the top-K candidates, rerank the head with the packed reranker when there is one, fuse the earlier rounds' rankings when 08 fused them (their embedders are packed too), and write the task's submission (Eedi: `submission.csv`). `models_dir` is the dataset made by `07_export` (it also holds the `utils` package this notebook imports).
 
 # %% tags=["parameters"]
 # Parameters (07_export sets models_dir to the exported dataset and data_dir to the task's data)
