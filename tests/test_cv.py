@@ -329,3 +329,19 @@ def test_a_choice_not_rescored_turns_rescoring_off():
                        "sibling_weight": -0.1}}
     cfg = load_config(None, {**cv._overrides(spec, {"notebooks": nbs}), "fusion": {**spec["fusion"]}})
     assert (cfg["fusion"]["prior_weight"], cfg["fusion"]["sibling_weight"]) == (0.05, -0.1)
+
+
+def test_choices_apply_to_the_shipped_gpu_config(tmp_path):
+    """The README's loop: CV of configs/gpu.yaml, then --split full --choices. Whatever CV picks (one round
+    alone, re-scored, or another fusion) must load over gpu.yaml, whose fusion fixes weights for rounds 1-3."""
+    from utils.config import REPO_ROOT
+
+    gpu = load_config(REPO_ROOT / "configs" / "gpu.yaml")
+    for spec in ({"fusion": {"method": "none", "rounds": [3], "sources": ["candidates"]}},
+                 {"fusion": {"method": "none", "rounds": [2], "sources": ["candidates"], "prior_weight": 0.05,
+                             "sibling_weight": -0.1}},
+                 {"fusion": {"method": "rrf", "rounds": [2, 3], "sources": ["candidates"], "weights": [0.4, 0.6]}}):
+        (tmp_path / "choices.yaml").write_text(yaml.safe_dump({"config": cv._overrides(spec, gpu)}))
+        fusion = load_config(REPO_ROOT / "configs" / "gpu.yaml", cv.read_choices(tmp_path / "choices.yaml"))["fusion"]
+        assert {k: fusion[k] for k in spec["fusion"]} == spec["fusion"]
+        assert fusion["weights"] == spec["fusion"].get("weights")

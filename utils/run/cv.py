@@ -449,7 +449,10 @@ def read_choices(path: str | Path) -> dict:
     doc = yaml.safe_load(path.read_text()) or {}
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise ValueError(f"{path}: no 'config' mapping (is it a choices.yaml written by run --split cv?)")
-    return doc["config"]
+    config = doc["config"]
+    if isinstance(config.get("fusion"), dict):  # the whole of 08's pick: weights the config fixes (gpu.yaml's
+        config["fusion"].setdefault("weights", None)  # for rounds 1-3) do not outlive a pick that has none
+    return config
 
 
 def _fmt(table: pd.DataFrame, cols: list[str]) -> str:
