@@ -70,7 +70,7 @@ VARIANTS: dict[str, dict] = {
     "mpnet_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                           "embedder": {"model": "pypi:all-mpnet-base-v2"},
                           "rerank": {"item_prior_weight": 0.0, "rounds": "last", "batch_size": 16}},
-    # 6 epochs and lr 1e-4 each gained +0.010 with MiniLM (2026-12-03c): the same on mpnet
+    # 6 epochs and lr 1e-4 each gained +0.010 with MiniLM (2026-12-03c); on mpnet +0.002 / +0.000 fused (2026-12-03e)
     "mpnet_6ep": {"train": {"init": "previous", "epochs": 6}, "notebooks": RETRIEVAL,
                   "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     "mpnet_lr1e-4": {"train": {"init": "previous", "lr": 1.0e-4}, "notebooks": RETRIEVAL,
