@@ -248,7 +248,8 @@ def build_rows(args, n_rows: int, model: str) -> tuple[list[dict], list[dict], d
 
 
 # -- runs ------------------------------------------------------------------------------------------
-def run_ours(records: list[dict], model: str, plen: dict, args, out: Path, cuda: bool) -> tuple[dict, Probe]:
+def run_ours(records: list[dict], model: str, plen: dict, args, out: Path, cuda: bool,
+             compile: bool = False) -> tuple[dict, Probe]:
     """One ``train_embedder`` call with the probe in ``backward_step`` / ``Embedder.forward`` / ``Embedder.save``."""
     from unittest import mock
 
@@ -262,6 +263,7 @@ def run_ours(records: list[dict], model: str, plen: dict, args, out: Path, cuda:
                       weight_decay=0.01, max_grad_norm=1.0, temperature=TEMPERATURE,
                       max_query_length=args.query_max_length, max_passage_length=args.passage_max_length,
                       gradient_checkpointing=args.gradient_checkpointing, bf16=True, log_every=10**6, seed=42,
+                      compile=compile,
                       lora={"r": args.lora_r, "alpha": 2 * args.lora_r, "dropout": 0.05, "target_modules": TARGETS})
     probe, info = Probe(), {}
     step0, fwd0, save0 = te.backward_step, Embedder.forward, Embedder.save
@@ -369,16 +371,19 @@ def report(args, runs: list[dict], check: dict | None, stats: dict, cuda: bool) 
     ours = runs[0]
     gc_tag = "gc" if args.gradient_checkpointing else "nogc"
     rows = []
+    flag = next((r for r in runs if r["trainer"] == "FlagEmbedding"), {})
     for r in runs:
-        peer = r is not ours
+        # ratios: on the peer's row ours (the first run: eager) / peer, as in earlier rows of the history; on a
+        # further run of ours (--compile) that run / peer
+        num, den = (ours, r) if r is flag else (r, flag) if r is not ours else (None, None)
         rows.append({"run": f"train {r['trainer']} {gc_tag} b{args.batch_size}", "timed steps": r.get("timed_steps"),
                      "q+p seqs/step": None if r.get("skipped") else args.batch_size * (1 + args.group),
                      "tokens": r.get("tokens"), "seconds": r.get("seconds"), "tokens/s": r.get("tokens_per_s"),
                      "group tokens/s": r.get("group_tokens_per_s"), "peak GiB": r.get("peak_gib"),
-                     "ours/peer tokens/s": ratio(ours["tokens_per_s"], r.get("tokens_per_s")) if peer else None,
+                     "ours/peer tokens/s": ratio(num.get("tokens_per_s"), den.get("tokens_per_s")) if num else None,
                      "ours/peer group tokens/s":
-                         ratio(ours["group_tokens_per_s"], r.get("group_tokens_per_s")) if peer else None,
-                     "ours/peer peak": ratio(ours.get("peak_gib"), r.get("peak_gib")) if peer else None,
+                         ratio(num.get("group_tokens_per_s"), den.get("group_tokens_per_s")) if num else None,
+                     "ours/peer peak": ratio(num.get("peak_gib"), den.get("peak_gib")) if num else None,
                      "skipped": (r.get("skipped") or "")[:80] or None})
     notes = [f"model {args.model or 'random from ' + str(args.random_from)}"
              + (" (shrunk: --cpu-smoke)" if args.cpu_smoke else "") + f"; {'bf16' if cuda else 'fp32 (CPU)'}; LoRA r "
@@ -430,6 +435,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--lora-r", type=int, default=16, help="LoRA rank; alpha = 2 r")
     ap.add_argument("--gradient-checkpointing", action="store_true", help="both sides (non-reentrant)")
     ap.add_argument("--no-peer", action="store_true", help="ours only")
+    ap.add_argument("--compile", action="store_true",
+                    help="also run ours with train.compile (each layer torch.compiled); a row of its own")
     ap.add_argument("--cpu-threads", type=int, default=None,
                     help="torch threads on CPU, both sides (default with --cpu-smoke: 1; two threads on this shared "
                          "2-core machine made a step 5-100x slower whenever another process was running)")
@@ -462,9 +469,16 @@ def main(argv: list[str] | None = None) -> None:
             (torch.ones(1024, 1024, device="cuda") @ torch.ones(1024, 1024, device="cuda")).sum().item()
         res, ours_probe = run_ours(ours_rows, model, plen, args, work / "ours", cuda)
         runs.append({"trainer": "ours", **res})
-        print(f"[icl-emb] ours: {res['tokens_per_s']:.0f} tokens/s over {res['timed_steps']} steps "
-              f"({res['seconds']:.2f} s), peak {res['peak_gib'] or 0:.2f} GiB; wall {res['wall_seconds']:.1f} s; "
-              f"{time.perf_counter() - t_all:.1f} s", flush=True)
+        if args.compile:  # then ours again with train.compile (its compile time falls in the warm-up steps)
+            try:
+                res, _ = run_ours(ours_rows, model, plen, args, work / "ours_compiled", cuda, compile=True)
+            except Exception as e:  # noqa: BLE001 (record it, keep the other figures)
+                res = {"skipped": f"{type(e).__name__}: {str(e)[-600:]}"}
+            runs.append({"trainer": "ours+compile", **res})
+        for r in (r for r in runs if not r.get("skipped")):
+            print(f"[icl-emb] {r['trainer']}: {r['tokens_per_s']:.0f} tokens/s over {r['timed_steps']} steps "
+                  f"({r['seconds']:.2f} s), peak {r['peak_gib'] or 0:.2f} GiB; all steps {r['all_steps_seconds']:.1f} s,"
+                  f" wall {r['wall_seconds']:.1f} s; {time.perf_counter() - t_all:.1f} s", flush=True)
         if args.no_peer:
             peer = {"skipped": "--no-peer"}
         elif not (has_module("FlagEmbedding") and has_module("datasets")):

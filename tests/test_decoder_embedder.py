@@ -173,3 +173,39 @@ def test_shard_helpers_and_multi_device_encode_keep_order(decoders):
     ref = e.encode(TEXTS, show_progress=False)
     np.testing.assert_allclose(D.encode_multi_device(e, TEXTS, ["cpu", "cpu", "cpu"]), ref, atol=1e-5)
     assert D.world_size() == int(os.environ.get("WORLD_SIZE", "1"))
+
+
+@pytest.mark.skipif(not __import__("shutil").which("g++"), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_layers_train_and_save_as_eager(decoders, tmp_path):
+    """train.compile: every layer compiled in place (parameter names unchanged), the same losses and adapter."""
+    from utils.retrieval.embed import compile_blocks
+
+    records = _records(icl_k=1)[:12]
+    out, logs = {}, {}
+    for compiled in (False, True):
+        cfg = TrainConfig(epochs=1, batch_size=4, n_negatives=3, lr=1e-2, max_query_length=256, max_passage_length=32,
+                          log_every=1, compile=compiled, lora={"r": 4, "alpha": 8, "dropout": 0.0})
+        with mock.patch("utils.retrieval.train_embedder.compile_blocks", side_effect=compile_blocks) as spy:
+            logs[compiled] = train_embedder(records, decoders["llama"], tmp_path / str(compiled), cfg, device="cpu",
+                                            show_progress=False)
+        assert spy.call_count == int(compiled)
+        if compiled:  # the model's 2 decoder layers, compiled in place
+            layers = spy.call_args.args[0].base_model.model.layers
+            assert len(layers) == 2 and all(layer._compiled_call_impl is not None for layer in layers)
+        out[compiled] = Embedder(str(tmp_path / str(compiled)), device="cpu").encode(TEXTS, show_progress=False)
+    np.testing.assert_allclose([r["loss"] for r in logs[True]], [r["loss"] for r in logs[False]], rtol=1e-3)
+    assert logs[False][-1]["loss"] != logs[False][0]["loss"]  # it trained
+    np.testing.assert_allclose(out[True], out[False], atol=2e-3)  # same adapter keys and (nearly) values
+
+
+def test_compile_blocks_finds_the_layer_list(decoders):
+    from transformers import AutoModel
+
+    from utils.retrieval.embed import compile_blocks
+
+    model = AutoModel.from_pretrained(decoders["qwen2"])
+    names = [n for n, _ in model.named_parameters()]
+    assert compile_blocks(model) == model.config.num_hidden_layers == 2
+    assert all(layer._compiled_call_impl is not None for layer in model.layers)
+    assert [n for n, _ in model.named_parameters()] == names  # in place: state dicts and adapters save as before
+    assert compile_blocks(torch.nn.Sequential(torch.nn.Linear(2, 2))) == 0  # no repeated blocks: nothing compiled

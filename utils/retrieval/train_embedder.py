@@ -33,7 +33,7 @@ from tqdm.auto import tqdm
 
 from utils.retrieval import distributed as D
 from utils.config import TrainConfig
-from utils.retrieval.embed import Embedder, cuda_dtype, describe_dtype
+from utils.retrieval.embed import Embedder, compile_blocks, cuda_dtype, describe_dtype
 
 
 def _batches(n: int, batch_size: int, epochs: float, seed: int) -> list[np.ndarray]:
@@ -343,6 +343,11 @@ def _train(records, model_name_or_path, out_dir, cfg: TrainConfig, device, show_
     if use_cache:
         model.config.use_cache = False  # no KV cache while training
     model.train()
+    if cfg.compile:
+        n = compile_blocks(model)
+        if show_progress:
+            print(f"compile: {n} layers (torch.compile, dynamic shapes)" if n else
+                  "compile: no repeated layers found, nothing compiled", flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     D.broadcast_params(params)
     if info.enabled:
