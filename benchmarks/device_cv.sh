@@ -9,7 +9,7 @@
 # The machine goes back after 30 s without a call and /tmp with it: make each next call at once, and never
 # end a call without `collect` (every poll does). PARTS=N unpacks only the first N parts (prepare_device.py
 # says which N makes each model whole); cv_defaults.py names, and skips, each variant whose model is not there;
-# BENCH_ICL=1 runs bench_icl_embedder.py on the real SmolLM2 before the CV starts (its files come back in res.tgz).
+# BENCH_ICL=1 runs bench_icl_embedder.py --compile on the real SmolLM2 before the CV starts (~4 min; files in res.tgz).
 export PYTHONPATH=/tmp/site:/tmp/w PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/x/wh SUITE_MODEL_CACHE=/tmp/x/cache \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
 RUNS=${RUNS:-/tmp/runs/cv}
@@ -58,8 +58,8 @@ launch)
   ls /tmp/x/cache /tmp/x/wh
   mkdir -p /tmp/w/.cache && cp -r benchmarks utils configs notebooks scripts data pyproject.toml /tmp/w/ && ln -sfn /tmp/bench /tmp/w/.cache/bench
   cd /tmp/w || exit 1
-  if [ -n "$BENCH_ICL" ]; then  # the ICL embedder vs FlagEmbedding on the real SmolLM2 first, on an idle GPU (~2 min)
-    mkdir -p /tmp/res && python3 benchmarks/bench_icl_embedder.py --out /tmp/res/bench_icl_embedder.json \
+  if [ -n "$BENCH_ICL" ]; then  # the ICL embedder (eager, compiled) vs FlagEmbedding on the real SmolLM2 first, on an idle GPU
+    mkdir -p /tmp/res && python3 benchmarks/bench_icl_embedder.py --compile --out /tmp/res/bench_icl_embedder.json \
       --model "$(python3 -c "from utils.pypi_models import resolve; print(resolve('pypi:smollm2'))" | tail -n 1)" 2>&1 | grep '^\[icl-emb\]'
   fi
   setsid nohup python3 benchmarks/cv_defaults.py --variants "$VARIANTS" --rounds ${ROUNDS:-3} --jobs ${JOBS:-12} \

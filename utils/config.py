@@ -303,8 +303,9 @@ class TrainConfig:
     seed: int | None = opt(None, _int(ge=0, null=True))  # None: the run's seed (42 when built directly)
     bf16: bool = opt(True)  # GPU: autocast (and a LoRA base) in bf16, or fp16 + loss scaling without bf16; CPU: fp32
     gradient_checkpointing: bool = opt(False)
-    # torch.compile each transformer layer (utils.retrieval.embed.compile_blocks): fewer kernel launches, for
-    # small models on a GPU; the first steps compile (seconds on a GPU, ~30 s on a CPU)
+    # torch.compile each transformer layer (utils.retrieval.embed.compile_blocks): fewer kernel launches. SmolLM2
+    # ICL embedder on an H200: 1.4-1.7x the tokens/s, less memory, but the first steps compile for 55-95 s, so
+    # it pays only after ~300-500 steps (benchmarks/results/bench_icl_embedder.md); off by default
     compile: bool = opt(False)
     lora: dict | None = opt(None, Rule(("dict",), null=True))  # e.g. {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}
     load_in_4bit: bool = opt(False)  # NF4 frozen base under LoRA (QLoRA); CUDA + bitsandbytes only
