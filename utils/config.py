@@ -369,6 +369,8 @@ class RerankConfig:
     # LLM rerankers: recompute activations in backward (the memory a 7B+ model needs); off trained
     # SmolLM2-135M 2.4x faster on an H200 at 8x the memory (benchmarks/results/bench_llm_reranker.md)
     gradient_checkpointing: bool = opt(True)
+    # LLM rerankers: torch.compile each layer (as train.compile; the first steps compile, so for long runs)
+    compile: bool = opt(False)
     # LLM rerankers' wording over the task's (utils/tasks/<task>.py PROMPTS): any of query (fields named after
     # the query columns), pointwise ({candidate}) and listwise ({options}), both ending with "Answer:"
     prompts: dict | None = opt(None, Rule(("dict",), null=True))

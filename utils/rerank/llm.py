@@ -346,6 +346,7 @@ def train_llm_reranker(
     seed: int = 42,
     log_every: int = 10,
     prompts: dict | None = None,
+    compile: bool = False,
 ) -> str:
     """LoRA-train an LLM reranker on ``build_rerank_train`` output; saves adapter + tokenizer + config to ``out_dir``.
 
@@ -354,14 +355,15 @@ def train_llm_reranker(
     ``load_in_4bit`` gives QLoRA (CUDA only). Batches group rows of similar length
     (``LengthGroupedSampler``) and are padded per batch. ``out_dir/train_log.json`` records
     per-step losses, per-epoch means, token counts and throughput. ``prompts``: the wording over
-    ``PROMPTS`` (``check_prompts``), saved with the adapter.
+    ``PROMPTS`` (``check_prompts``), saved with the adapter. ``compile``: torch.compile each layer in place
+    (``utils.retrieval.embed.compile_blocks``; the first steps compile).
     """
     import torch
     from torch.utils.data import RandomSampler
     from transformers import get_scheduler, set_seed
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from utils.retrieval.embed import cuda_dtype, describe_dtype
+    from utils.retrieval.embed import compile_blocks, cuda_dtype, describe_dtype
 
     if mode not in ("pointwise", "listwise"):
         raise ValueError(f"unknown mode {mode!r}")
@@ -374,6 +376,9 @@ def train_llm_reranker(
         examples = _listwise_examples(train_df, tok, max_length, seed, listwise_permutations, prompts)
     model = attach_lora(load_causal_lm(base, load_in_4bit=load_in_4bit), r=r, alpha=alpha, dropout=dropout,
                         target_modules=target_modules, gradient_checkpointing=gradient_checkpointing)
+    if compile:
+        model.config.use_cache = False  # a KV cache would make every layer recompile
+        print(f"compile: {compile_blocks(model)} layers (torch.compile, dynamic shapes)", flush=True)
     params = [p for p in model.parameters() if p.requires_grad]
     optim = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     # fp16 autocast (GPUs without bf16) needs loss scaling, else small gradients underflow
@@ -388,7 +393,7 @@ def train_llm_reranker(
     sampler = (LengthGroupedSampler(batch_size, lengths=lengths, generator=gen)
                if len(examples) > batch_size else RandomSampler(examples, generator=gen))
     log = {"mode": mode, "losses": [], "epoch_losses": [], "n_examples": len(examples),
-           "prompt_tokens": length_stats(lengths)}
+           "prompt_tokens": length_stats(lengths), "step_seconds": [], "step_tokens": []}
     step, micro, tokens, t0 = 0, 0, 0, time.perf_counter()
     model.train()
     epoch = 0
@@ -414,6 +419,9 @@ def train_llm_reranker(
             optim.zero_grad(set_to_none=True)
             step += 1
             log["losses"].append(float(np.mean(epoch_losses[-grad_accum:])))
+            # after each step (loss.item() synchronised): throughput past a warm-up, e.g. past compiling
+            log["step_seconds"].append(round(time.perf_counter() - t0, 4))
+            log["step_tokens"].append(tokens)
             if log_every and step % log_every == 0:
                 print(f"step {step}/{total} loss {log['losses'][-1]:.4f}", flush=True)
             if step >= total:
