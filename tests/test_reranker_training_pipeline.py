@@ -60,7 +60,8 @@ def test_stages_pass_each_family_its_arguments(ctx, monkeypatch):
     monkeypatch.setattr(llm, "score_llm_reranker", _record(scored, lambda rows, d, **k: -np.arange(len(rows), dtype=np.float32)))
     base = {**ctx.config["rerank"], "top_k": 6, "n_negatives": 3, "window": 4, "stride": 2, "epochs": 2.0, "lr": 1e-3,
             "batch_size": 8, "max_length": 80, "score_batch_size": 5, "loss": "listwise", "head": "mean",
-            "num_layers": 2, "max_groups": 9, "item_bias_l2": 0.1, "load_in_4bit": False, "tta": False, "permutations": 3}
+            "num_layers": 2, "max_groups": 9, "item_bias_l2": 0.1, "load_in_4bit": False, "tta": False, "permutations": 3,
+            "compile": True}
     seed = ctx.config["seed"]
     val = ctx.val_pairs
     val_cands = stages.ops.rank(ctx, ctx.embedder("base"), val, k=8)
@@ -89,7 +90,7 @@ def test_stages_pass_each_family_its_arguments(ctx, monkeypatch):
         assert kwargs == {"mode": mode, "r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["q_proj"],
                           "load_in_4bit": False, "epochs": 2.0, "lr": 1e-3, "batch_size": 8, "max_length": 80,
                           "seed": seed, "gradient_checkpointing": True, "prompts": EEDI,  # the task's wording, saved with the adapter
-                          "listwise_permutations": 3}
+                          "listwise_permutations": 3, "compile": True}
         got = stages.rerank.score_reranker(ctx, val_cands, val)
         args, kwargs = scored.pop()
         pd.testing.assert_frame_equal(args[0], rows)

@@ -116,7 +116,7 @@ class LLMReranker(Reranker):
                                   load_in_4bit=rc["load_in_4bit"], epochs=rc["epochs"], lr=rc["lr"],
                                   batch_size=rc["batch_size"], max_length=rc["max_length"], seed=seed,
                                   gradient_checkpointing=rc["gradient_checkpointing"], prompts=rc.get("prompts"),
-                                  compile=rc.get("compile", False),
+                                  compile=rc["compile"],
                                   listwise_permutations=rc["permutations"])
 
     def score(self, rows: pd.DataFrame, model_dir: str | os.PathLike, rc: dict) -> np.ndarray:
