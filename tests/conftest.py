@@ -63,3 +63,13 @@ def finished_run(tmp_path_factory, tiny_data, tiny_config):
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return out, proc.stdout, time.perf_counter() - t0
+
+
+@pytest.fixture
+def light_compile(monkeypatch):
+    """``Module.compile`` with the ``aot_eager`` backend: dynamo traces and AOTAutograd splits forward and backward
+    as with Inductor, without its C++ code generation (~40 s a test on 2 cores, and Inductor's own tests cover it)."""
+    import torch
+
+    orig = torch.nn.Module.compile
+    monkeypatch.setattr(torch.nn.Module, "compile", lambda self, *a, **k: orig(self, *a, **{**k, "backend": "aot_eager"}))

@@ -175,8 +175,7 @@ def test_shard_helpers_and_multi_device_encode_keep_order(decoders):
     assert D.world_size() == int(os.environ.get("WORLD_SIZE", "1"))
 
 
-@pytest.mark.skipif(not __import__("shutil").which("g++"), reason="torch.compile on CPU needs a C++ compiler")
-def test_compiled_layers_train_and_save_as_eager(decoders, tmp_path):
+def test_compiled_layers_train_and_save_as_eager(decoders, tmp_path, light_compile):
     """train.compile: every layer compiled in place (parameter names unchanged), the same losses and adapter."""
     from utils.retrieval.embed import compile_blocks
 
