@@ -80,7 +80,7 @@ def compile_blocks(model: torch.nn.Module) -> int:
     (its transformer layers); returns how many (0: none found, nothing compiled).
 
     Regional compilation (https://pytorch.org/tutorials/recipes/regional_compilation.html): one graph is traced
-    and reused by every layer, so compiling takes seconds, not the whole model's minutes. Small models train
+    and reused by every layer (SmolLM2-135M's 30 on an H200: 95 s, 55 s with Inductor's cache warm). Small models train
     bound by kernel launches (SmolLM2-135M: ~11k a step, the GPU 89% idle, benchmarks/results/
     bench_llm_reranker.md); the compiled layer fuses its norms, LoRA scaling and dropout, activations and
     residuals. Written here rather than with accelerate's ``compile_regions``, which wraps the blocks and so
