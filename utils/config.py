@@ -369,7 +369,8 @@ class RerankConfig:
     # LLM rerankers: recompute activations in backward (the memory a 7B+ model needs); off trained
     # SmolLM2-135M 2.4x faster on an H200 at 8x the memory (benchmarks/results/bench_llm_reranker.md)
     gradient_checkpointing: bool = opt(True)
-    # LLM rerankers: torch.compile each layer (as train.compile; the first steps compile, so for long runs)
+    # LLM rerankers: torch.compile each layer (as train.compile). SmolLM2-135M on an H200: 1.40x the tokens/s after
+    # ~86 s of compiling in the first steps, so it pays after ~1,300 steps (about two Eedi epochs): for long runs
     compile: bool = opt(False)
     # LLM rerankers' wording over the task's (utils/tasks/<task>.py PROMPTS): any of query (fields named after
     # the query columns), pointwise ({candidate}) and listwise ({options}), both ending with "Answer:"
