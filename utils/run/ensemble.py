@@ -198,11 +198,11 @@ def to_markdown(result: dict) -> str:
         f"{result['pairs']} labelled pairs, each scored once out of fold; MAP@{k} with a 95% bootstrap interval over "
         f"questions. Each member is a run's last round, or the round after @ (reranked where 06 ran, else recall): "
         + "; ".join(f"`{n}` = {p}" for n, p in result["runs"].items()) + ".\n",
-        "## Single runs (pooled)\n", table(result["singles"], ["name", m, "lo", "hi", hit]),
-        f"## Chosen out of fold (gain: paired, over the best single run `{result['best_single']}`)\n",
+        "## Single members (pooled)\n", table(result["singles"], ["name", m, "lo", "hi", hit]),
+        f"## Chosen out of fold (gain: paired, over the best single member `{result['best_single']}`)\n",
         table(result["out_of_fold"], ["name", m, "lo", "hi", hit, "gain", "gain_lo", "gain_hi"]),
         f"Picks per held-out fold: {', '.join(result['out_of_fold'][0]['picks'])}.\n",
-        f"## Choice (all folds; rule: a single run unless a fusion beats it with 95% confidence)\n\n{how}\n",
+        f"## Choice (all folds; rule: a single member unless a fusion beats it with 95% confidence)\n\n{how}\n",
         "## Best fusions (pooled: picked on these pairs, optimistic)\n",
         table(result["best_fusions"], ["name", m, "lo", "hi", hit])])
 
