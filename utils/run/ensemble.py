@@ -32,7 +32,7 @@ SOURCES = ("rerank", "candidates")  # a round's final ranking: reranked where 06
 COSTS = {"single": 0, "fused": 1}  # a single run unless a fusion is better with 95% confidence
 CHOICES = "ensemble.yaml"
 MAX_MEMBERS = 6  # the weight grid grows as (grid points)^members: 5^4 points up to 4 members, 3^6 up to 6
-Member = tuple[Path, "int | None"]  # (run folder, round; None = its last round)
+Member = tuple[Path, int | None]  # (run folder, round; None = its last round)
 
 
 def _round_numbers(run_dir: Path) -> list[int]:
