@@ -5,6 +5,7 @@
 #   2. bash benchmarks/device_cv.sh part           carry [.cache/xfer/part_NN, .cache/xfer/SHA256SUMS], one call per part
 #   3. VARIANTS=a,b JOBS=12 bash benchmarks/device_cv.sh launch [seconds]   unpack, resolve the pypi: models, start, poll
 #   4. bash benchmarks/device_cv.sh poll [seconds]  (until done; each call ends by copying what finished to $OUT)
+#      FOLDS_OF=a bash benchmarks/device_cv.sh collect   (a finished variant's fold files, to fuse here: utils ensemble)
 #   5. ENSEMBLE="a b@all" bash benchmarks/device_cv.sh ensemble   (fuse finished variants' CV runs, e.g. MiniLM + mpnet's rounds)
 # The machine goes back after 30 s without a call and /tmp with it: make each next call at once, and never
 # end a call without `collect` (every poll does). PARTS=N unpacks only the first N parts (prepare_device.py
@@ -12,15 +13,19 @@
 # BENCH_ICL=1 runs bench_icl_embedder.py --compile on the real SmolLM2 before the CV starts (~4 min; files in res.tgz).
 export PYTHONPATH=/tmp/site:/tmp/w PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_FIND_LINKS=/tmp/x/wh SUITE_MODEL_CACHE=/tmp/x/cache \
   PYTORCH_CUDA_ALLOC_CONF=expandable_segments:True OMP_NUM_THREADS=1 TOKENIZERS_PARALLELISM=false HF_HUB_OFFLINE=1
-RUNS=${RUNS:-/tmp/runs/cv}
+RUNS=${RUNS:-/tmp/runs/cv} RES=${RES:-/tmp/res}
 collect() {  # what comes back is at most 8 files of 16 MiB, 64 MiB in all: the pooled results and logs first,
-  # then the fold files (what utils.run.cv.choose pools) of each variant not pooled on the device, while they fit
-  rm -f $OUT/*; [ -d /tmp/res ] && tar czf $OUT/res.tgz -C /tmp/res .
+  # then the fold files (what utils.run.cv.choose and utils ensemble read) of each variant not pooled on the
+  # device, while they fit; FOLDS_OF=a,b: those variants' fold files only, pooled or not (~20 MiB each: one
+  # variant a call), to choose ensembles here without device time
+  rm -f $OUT/*; [ -d $RES ] && tar czf $OUT/res.tgz -C $RES .
   [ -d $RUNS/logs ] && tar czf $OUT/logs.tgz -C $RUNS logs
   cp /tmp/cv.log $OUT/ 2>/dev/null
   for v in $RUNS/*_r[0-9]*; do
+    name=$(basename "$v"); variant=${name%_v[0-9]_r[0-9]*}; [ -d "$v" ] || continue
+    if [ -n "$FOLDS_OF" ]; then [[ ",$FOLDS_OF," == *",$variant,"* ]] || continue
     # not pooled: no cv_pairs file (a cv_<variant>.json is written also when folds are missing)
-    name=$(basename "$v"); [ -d "$v" ] && [ ! -f "/tmp/res/cv_pairs_${name%_v[0-9]_r[0-9]*}.parquet" ] || continue
+    else [ ! -f "$RES/cv_pairs_$variant.parquet" ] || continue; fi
     (cd "$v" && find . \( -name '*_val.parquet' -o -name 'val_pairs.parquet' -o -name 'config.yaml' -o -name 'train_log.json' \
       -o -name 'metrics.json' -o -name 'fold_seconds.json' -o -name 'run.json' -o -name 'cv_pairs.parquet' -o -name 'choices.yaml' \) \
       -not -path '*/embedder/*' | tar czf "/tmp/$name.tgz" -T -)
@@ -59,18 +64,18 @@ launch)
   mkdir -p /tmp/w/.cache && cp -r benchmarks utils configs notebooks scripts data pyproject.toml /tmp/w/ && ln -sfn /tmp/bench /tmp/w/.cache/bench
   cd /tmp/w || exit 1
   if [ -n "$BENCH_ICL" ]; then  # the ICL embedder (eager, compiled) vs FlagEmbedding on the real SmolLM2 first, on an idle GPU
-    mkdir -p /tmp/res && python3 benchmarks/bench_icl_embedder.py --compile --out /tmp/res/bench_icl_embedder.json \
+    mkdir -p $RES && python3 benchmarks/bench_icl_embedder.py --compile --out $RES/bench_icl_embedder.json \
       --model "$(python3 -c "from utils.pypi_models import resolve; print(resolve('pypi:smollm2'))" | tail -n 1)" 2>&1 | grep '^\[icl-emb\]'
   fi
   setsid nohup python3 benchmarks/cv_defaults.py --variants "$VARIANTS" --rounds ${ROUNDS:-3} --jobs ${JOBS:-12} \
-    --runs $RUNS --results /tmp/res > /tmp/cv.log 2>&1 < /dev/null &
+    --runs $RUNS --results $RES > /tmp/cv.log 2>&1 < /dev/null &
   poll ${2:-550} ;;
 ensemble)  # ENSEMBLE="a b@all": fuse finished CV runs of these variants, space-separated, @rounds as in
-  # `python -m utils ensemble` (weights chosen out of fold), into /tmp/res/ensemble_a_b@all/ (comes back in res.tgz),
+  # `python -m utils ensemble` (weights chosen out of fold), into $RES/ensemble_a_b@all/ (comes back in res.tgz),
   # then collect. On the device, where the fold files are
   cd /tmp/w 2>/dev/null || cd "$(dirname "$0")/.."
   python3 -m utils ensemble $(for v in $ENSEMBLE; do r=; [[ $v == *@* ]] && r="@${v#*@}"
-    echo "$RUNS/${v%%@*}_${CV_SCHEME:-v1}_r${ROUNDS:-3}$r"; done) --out "/tmp/res/ensemble_$(echo $ENSEMBLE | tr ' ,' '_-')" 2>&1 | tail -n 25
+    echo "$RUNS/${v%%@*}_${CV_SCHEME:-v1}_r${ROUNDS:-3}$r"; done) --out "$RES/ensemble_$(echo $ENSEMBLE | tr ' ,' '_-')" 2>&1 | tail -n 25
   collect ;;
 collect)
   collect ;;

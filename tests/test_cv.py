@@ -274,9 +274,20 @@ def test_cv_run_pools_every_labelled_pair_once(tmp_path, tiny_data):
     runs, back, results = tmp_path / "runs", tmp_path / "out", tmp_path / "results"
     runs.mkdir(), back.mkdir(), results.mkdir()
     (runs / "init_previous_v1_r1").symlink_to(out, target_is_directory=True)
-    subprocess.run(["bash", "benchmarks/device_cv.sh", "collect"], cwd=REPO_ROOT, check=True, timeout=120,
-                   env={**os.environ, "OUT": str(back), "RUNS": str(runs)})
-    parts = sorted(back.glob("init_previous_v1_r1.tgz.part_*"))
+    res = tmp_path / "res"  # the device's pooled results: none yet
+
+    def collect(**env) -> list:
+        subprocess.run(["bash", "benchmarks/device_cv.sh", "collect"], cwd=REPO_ROOT, check=True, timeout=120,
+                       env={**os.environ, "OUT": str(back), "RUNS": str(runs), "RES": str(res), **env})
+        return sorted(back.glob("init_previous_v1_r1.tgz.part_*"))
+
+    # pooled on the device: only res.tgz comes back, unless FOLDS_OF names the variant
+    res.mkdir(), (res / "cv_pairs_init_previous.parquet").write_bytes(b"")
+    assert collect() == [] and (back / "res.tgz").exists()
+    assert collect(FOLDS_OF="mpnet") == []
+    assert collect(FOLDS_OF="mpnet,init_previous")
+    (res / "cv_pairs_init_previous.parquet").unlink()
+    parts = collect()  # not pooled: its fold files come back
     assert parts and not list(back.rglob("*.ipynb"))
     (tmp_path / "copied" / "init_previous_v1_r1").mkdir(parents=True)
     subprocess.run(f"cat {' '.join(map(str, parts))} | tar xz -C {tmp_path / 'copied' / 'init_previous_v1_r1'}",
