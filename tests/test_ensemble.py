@@ -178,6 +178,14 @@ def test_rounds_of_a_run_are_members_of_their_own(tmp_path):
     assert result["runs"]["a@r1"] == f"{tmp_path / 'a'}@1"
     doc = yaml.safe_load((tmp_path / "ens" / "ensemble.yaml").read_text())
     assert doc["runs"] == ["a@r1", "a@r2", "b"]
+    # each run alone: b is its one member (0.75: the ensemble adds 0.25); a's two rounds fused already rank every
+    # gold first (it is in both rounds, each decoy in one), so b adds nothing to a
+    alone = {r["name"]: r for r in result["each_run_alone"]}
+    assert alone["b alone"]["map@25"] == pytest.approx(0.75) and alone["b alone"]["gain"] == pytest.approx(0.25)
+    assert alone["a alone"]["map@25"] == pytest.approx(1.0) and alone["a alone"]["gain"] == pytest.approx(0.0)
+    assert all(p.startswith(("rrf(a@r1", "rank_average(a@r1", "score_sum(a@r1")) and "b=0.00" in p
+               for p in alone["a alone"]["picks"])
+    assert "## Each run alone" in (tmp_path / "ens" / "ensemble.md").read_text()
 
 
 def test_bad_member_specs_say_what_is_wrong(tmp_path):

@@ -167,6 +167,7 @@ def choose_ensemble(runs: dict, out: str | Path | None = None) -> dict:
                                for n, (root, r) in _as_members(runs).items()}, "read": read, "pairs": len(pairs),
               "questions": int(pairs["group"].nunique()), "folds": sorted(pairs["fold"].unique().tolist()),
               "singles": singles, "best_single": singles[best_single]["name"], "out_of_fold": stages,
+              "each_run_alone": _each_run_alone(alts, _as_members(runs), ap_oof, k),
               "chosen": {"name": alts.names[chosen], "kind": alts.kinds[chosen], **spec},
               "best_fusions": fused_rows[:10]}
     if out is not None:
@@ -175,6 +176,24 @@ def choose_ensemble(runs: dict, out: str | Path | None = None) -> dict:
         io.write_text(out / "ensemble.md", to_markdown(result))
         io.write_text(out / CHOICES, _choices_yaml(result))
     return result
+
+
+def _each_run_alone(alts: Alternatives, members: dict[str, Member], ap_oof: np.ndarray, k: int) -> list[dict]:
+    """Per run: the same out-of-fold choice among its own members only (e.g. its rounds fused, as 08 would),
+    and the paired gain of the whole ensemble's choice over it: what the other runs add."""
+    groups = alts.pairs["group"].to_numpy()
+    rows = []
+    for root in dict.fromkeys(r for r, _ in members.values()):
+        own = {n for n, (r, _) in members.items() if r == root}
+        only = Alternatives(alts.pairs)
+        for i, spec in enumerate(alts.specs):
+            if all(w == 0 or n in own for n, w in zip(spec["runs"], spec["weights"])):
+                only.add(alts.names[i], alts.kinds[i], 0, spec, alts.ap[i])
+        ap, picks = out_of_fold(only, costs=COSTS)
+        g = paired_bootstrap(ap, ap_oof, groups=groups)
+        rows.append(dict(_summary(ap, groups, k, name=f"{root.name} alone"), picks=picks, gain=g["gain"],
+                         gain_lo=g["lo"], gain_hi=g["hi"]))
+    return rows
 
 
 def to_markdown(result: dict) -> str:
@@ -202,6 +221,8 @@ def to_markdown(result: dict) -> str:
         f"## Chosen out of fold (gain: paired, over the best single member `{result['best_single']}`)\n",
         table(result["out_of_fold"], ["name", m, "lo", "hi", hit, "gain", "gain_lo", "gain_hi"]),
         f"Picks per held-out fold: {', '.join(result['out_of_fold'][0]['picks'])}.\n",
+        "## Each run alone (its own members, chosen out of fold the same way; gain: the ensemble's choice over it)\n",
+        table(result["each_run_alone"], ["name", m, "lo", "hi", hit, "gain", "gain_lo", "gain_hi"]),
         f"## Choice (all folds; rule: a single member unless a fusion beats it with 95% confidence)\n\n{how}\n",
         "## Best fusions (pooled: picked on these pairs, optimistic)\n",
         table(result["best_fusions"], ["name", m, "lo", "hi", hit])])
