@@ -1,9 +1,12 @@
 #!/bin/bash
 # The device side of a parallel CV of cv_defaults.py variants, in back-to-back `run` calls (benchmarks/README.md,
 # "Running on the GPU machine"). Here first: prepare_device.py --wheels --runner-wheels --pypi smollm2,all-mpnet-base-v2[,gemma3-270m]
-#   1. bash benchmarks/device_cv.sh setup          carry [.whl, .cache/bench/minilm, .cache/bench/eedi, .cache/xfer/SHA256SUMS]
+#   1. bash benchmarks/device_cv.sh setup          carry [.whl, .cache/bench/eedi, .cache/xfer/SHA256SUMS]
+#      cp -r .cache/bench/minilm /tmp/bench/       carry [.cache/bench/minilm] (MiniLM variants only; with the
+#                                                  tracked tree and .whl it no longer fits one 64 MiB call)
 #   2. bash benchmarks/device_cv.sh part           carry [.cache/xfer/part_NN, .cache/xfer/SHA256SUMS], one call per part
 #   3. VARIANTS=a,b JOBS=12 bash benchmarks/device_cv.sh launch [seconds]   unpack, resolve the pypi: models, start, poll
+#      (GPU_GIB=n: the GiB the folds' PEAK_GIB may add up to, cv_defaults.py --gpu-gib; default the GPU less 6)
 #   4. bash benchmarks/device_cv.sh poll [seconds]  (until done; each call ends by copying what finished to $OUT)
 #      FOLDS_OF=a bash benchmarks/device_cv.sh collect   (a finished variant's fold files, to fuse here: utils ensemble)
 #   5. ENSEMBLE="a b@all" bash benchmarks/device_cv.sh ensemble   (fuse finished variants' CV runs, e.g. MiniLM + mpnet's rounds)
@@ -68,7 +71,7 @@ launch)
       --model "$(python3 -c "from utils.pypi_models import resolve; print(resolve('pypi:smollm2'))" | tail -n 1)" 2>&1 | grep '^\[icl-emb\]'
   fi
   setsid nohup python3 benchmarks/cv_defaults.py --variants "$VARIANTS" --rounds ${ROUNDS:-3} --jobs ${JOBS:-12} \
-    --runs $RUNS --results $RES > /tmp/cv.log 2>&1 < /dev/null &
+    --runs $RUNS --results $RES ${GPU_GIB:+--gpu-gib $GPU_GIB} > /tmp/cv.log 2>&1 < /dev/null &
   poll ${2:-550} ;;
 ensemble)  # ENSEMBLE="a b@all": fuse finished CV runs of these variants, space-separated, @rounds as in
   # `python -m utils ensemble` (weights chosen out of fold), into $RES/ensemble_a_b@all/ (comes back in res.tgz),
