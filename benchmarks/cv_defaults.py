@@ -105,14 +105,15 @@ SHARES_RETRIEVAL = {"init_previous_rerank_last": "init_previous", "llm_pointwise
                     "llm_pointwise_smollm2_mpnet_2ep": "mpnet",
                     "llm_pointwise_gemma3_mpnet": "mpnet"}
 # Peak GPU memory of one fold process (GiB, H200, bf16), measured on 2026-12-02/03 from the OOM reports and
-# train logs of parallel CV runs: --jobs starts a fold only while the peaks of the running folds and its own
+# train logs of parallel CV runs (gemma-3-270m: 9.8 GiB in 2026-12-03h's train logs): --jobs starts a fold
+# only while the peaks of the running folds and its own
 # fit the GPU (a fold's memory grows long after it starts, so free memory at start time is no guide: 25
 # and then 15 folds admitted that way ran out of memory mid-run). Unlisted variants: DEFAULT_PEAK_GIB.
 PEAK_GIB = {"init_base": 4, "init_previous": 4, "init_previous_2ep": 4, "init_previous_lr2e-5": 4,
             "init_previous_6ep": 4, "init_previous_lr1e-4": 4,
-            "llm_pointwise_smollm2": 13, "llm_listwise_smollm2": 13, "llm_pointwise_gemma3": 30,
+            "llm_pointwise_smollm2": 13, "llm_listwise_smollm2": 13, "llm_pointwise_gemma3": 12,
             "mpnet": 20, "mpnet_6ep": 20, "mpnet_lr1e-4": 20, "mpnet_rerank_last": 62,
-            "llm_pointwise_smollm2_mpnet": 13, "llm_pointwise_smollm2_mpnet_2ep": 13, "llm_pointwise_gemma3_mpnet": 30, "icl_smollm2": 40}
+            "llm_pointwise_smollm2_mpnet": 13, "llm_pointwise_smollm2_mpnet_2ep": 13, "llm_pointwise_gemma3_mpnet": 12, "icl_smollm2": 40}
 DEFAULT_PEAK_GIB = 16  # the MiniLM cross-encoder variants (not measured alone)
 # cv_pairs.parquet columns before the task contract (utils/tasks/base.py) -> now
 LEGACY_COLUMNS = {"QuestionId_Answer": "query_id", "QuestionId": "group"}
