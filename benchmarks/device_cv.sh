@@ -10,7 +10,8 @@
 #   4. bash benchmarks/device_cv.sh poll [seconds]  (until done; each call ends by copying what finished to $OUT)
 #      FOLDS_OF=a bash benchmarks/device_cv.sh collect   (a finished variant's fold files, to fuse here: utils ensemble)
 #   5. ENSEMBLE="a b@all" bash benchmarks/device_cv.sh ensemble   (fuse finished variants' CV runs, e.g. MiniLM + mpnet's rounds)
-# The machine goes back after 30 s without a call and /tmp with it: make each next call at once, and never
+# The machine goes back after 30 s without a call and /tmp with it: make each next call at once (send launch,
+# poll, poll in one batch of calls: a gap on this side lost two runs), and never
 # end a call without `collect` (every poll does). PARTS=N unpacks only the first N parts (prepare_device.py
 # says which N makes each model whole); cv_defaults.py names, and skips, each variant whose model is not there;
 # BENCH_ICL=1 runs bench_icl_embedder.py --compile on the real SmolLM2 before the CV starts (~4 min; files in res.tgz).
