@@ -106,9 +106,9 @@ SHARES_RETRIEVAL = {"init_previous_rerank_last": "init_previous", "llm_pointwise
                     "llm_pointwise_gemma3_mpnet": "mpnet"}
 # Peak GPU memory of one fold process (GiB, H200, bf16), measured on 2026-12-02/03 from the OOM reports and
 # train logs of parallel CV runs (gemma-3-270m: 9.8 GiB in 2026-12-03h's train logs): --jobs starts a fold
-# only while the peaks of the running folds and its own
-# fit the GPU (a fold's memory grows long after it starts, so free memory at start time is no guide: 25
-# and then 15 folds admitted that way ran out of memory mid-run). Unlisted variants: DEFAULT_PEAK_GIB.
+# only while the peaks of the running folds and its own fit the GPU (a fold's memory grows long after it
+# starts, so free memory at start time is no guide: 25 and then 15 folds admitted that way ran out of memory
+# mid-run). Unlisted variants: DEFAULT_PEAK_GIB.
 PEAK_GIB = {"init_base": 4, "init_previous": 4, "init_previous_2ep": 4, "init_previous_lr2e-5": 4,
             "init_previous_6ep": 4, "init_previous_lr1e-4": 4,
             "llm_pointwise_smollm2": 13, "llm_listwise_smollm2": 13, "llm_pointwise_gemma3": 12,
