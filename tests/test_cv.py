@@ -174,6 +174,28 @@ def test_choose_drops_a_reranker_that_does_not_help(tmp_path):
     assert config["notebooks"] == [n for n in load_config()["notebooks"] if n not in ("05_train_reranker", "06_rerank")]
 
 
+def test_fusion_of_the_last_round_reranked_with_earlier_recalls(tmp_path):
+    """rerank.rounds: last reranks round 2 only; 08's sources [rerank, candidates] then fuse round 2's rerank
+    with round 1's recall, and CV must offer that fusion. 1_A (gold 7): round 1 recalls [7, 1, 2], round 2
+    [1, 2, 7] and its reranker puts 7 first. Equal-weight RRF (k 60) of the two recalls: 1 scores
+    1/62 + 1/61 > 7's 1/61 + 1/63, gold second, AP 1/2; of round 1's recall and round 2's rerank: gold first
+    in both, AP 1."""
+    rr = pd.DataFrame({"query_id": "1_A", "item_id": [1, 2, 7], "reranker_score": [0.0, 0.0, 5.0],
+                       "item_prior": 0.0, "top_k": 3})
+    cfg = {"rerank": {"item_prior_weight": 0.0}}
+    _fold(tmp_path, 0, 1, {"1_A": 7}, {"1_A": [7, 1, 2]}, config=cfg)
+    _fold(tmp_path, 0, 2, {"1_A": 7}, {"1_A": [1, 2, 7]}, rerank=rr, config=cfg)
+    alts, info = cv.alternatives(tmp_path)
+    by_name = dict(zip(alts.names, zip(alts.ap, alts.specs)))
+    assert by_name["fused(rrf,candidates,w=0.50/0.50)"][0].tolist() == [0.5]
+    ap, spec = by_name["fused(rrf,rerank+candidates,w=0.50/0.50)"]
+    assert ap.tolist() == [1.0]
+    assert spec["fusion"] == {"method": "rrf", "rounds": [1, 2], "sources": ["rerank", "candidates"],
+                              "weights": [0.5, 0.5]}
+    assert spec["rerank"] == info["fusion_rerank_setting"]  # 06's blend for round 2, as the fusion used it
+    assert not any(n.startswith("fused(rrf,rerank,") for n in alts.names)  # one reranked round: nothing to fuse
+
+
 def test_per_pair_ap_matches_tune_weights():
     a = _ranking({"q1": [1, 2, 3], "q2": [4, 5, 6], "q3": [7, 8, 9]})
     b = _ranking({"q1": [3, 2, 1], "q2": [6, 4, 5], "q3": [9, 7, 8]})

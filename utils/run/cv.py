@@ -223,7 +223,11 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
                 reranked[r] = final_ranking(cands, s, a, top_k)
         info["fusion_rerank_setting"] = {"item_prior_weight": w_best, "blend": a_best}
     _add_rescored(alts, pairs, k, candidates, rerank_rows)
-    for source, by_round in (("candidates", candidates), ("rerank", reranked)):
+    # 08's sources [rerank, candidates] take each round's reranked ranking where there is one, else its recall:
+    # with only the last round reranked (rerank.rounds: last), that round's rerank fused with the earlier recalls
+    mixed = {r: reranked.get(r, ranking) for r, ranking in candidates.items()}
+    mixed = mixed if reranked and set(reranked) != set(candidates) else {}
+    for source, by_round in (("candidates", candidates), ("rerank", reranked), ("rerank+candidates", mixed)):
         used = sorted(by_round)
         if len(used) < 2:
             continue
@@ -231,8 +235,9 @@ def alternatives(root: str | Path) -> tuple[Alternatives, dict]:
         for method in METHODS:
             aps = per_pair_ap([by_round[r] for r in used], pairs, method, points, at=k)
             for point, ap in zip(points, aps):
-                spec = {"fusion": {"method": method, "rounds": used, "sources": [source], "weights": list(point)}}
-                if source == "rerank":
+                spec = {"fusion": {"method": method, "rounds": used, "sources": source.split("+"),
+                                   "weights": list(point)}}
+                if source != "candidates":
                     spec["rerank"] = dict(info["fusion_rerank_setting"])
                 alts.add(f"fused({method},{source},w={'/'.join(f'{x:.2f}' for x in point)})", "fused", used[-1], spec, ap)
     return alts, info
