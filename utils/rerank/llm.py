@@ -39,6 +39,9 @@ NAME = "item_text"
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 ANSWER_CONTEXT = "Answer:"
 CONFIG_FILE = "reranker_config.json"
+# The base model's copy that an export packs beside ``reranker/`` (utils.kaggle.inference): Kaggle's offline
+# kernel reaches neither a model hub nor PyPI, so an adapter loads over this folder when it is there.
+PACKED_BASE = "reranker_base"
 
 # The prompt wording: ``query`` (the question part, ``str.format`` fields named after the query
 # columns), ``pointwise`` (``{candidate}``) and ``listwise`` (``{options}``), both ending with the
@@ -449,9 +452,11 @@ def train_llm_reranker(
 # ----------------------------------------------------------------------------- scoring
 
 def load_llm_reranker(adapter_dir: str | os.PathLike, base: str | None = None, load_in_4bit: bool | None = None):
-    """(model, tokenizer, config) for a trained adapter; ``base`` overrides the recorded base path."""
+    """(model, tokenizer, config) for a trained adapter; ``base`` overrides the recorded base path, else a
+    ``reranker_base/`` beside the adapter (an exported dataset) does."""
     config = json.loads((Path(adapter_dir) / CONFIG_FILE).read_text())
-    base = base or config["base"]
+    packed = Path(adapter_dir).parent / PACKED_BASE
+    base = base or (str(packed) if (packed / "config.json").is_file() else config["base"])
     four = config.get("load_in_4bit", False) if load_in_4bit is None else load_in_4bit
     model = load_adapter(base, adapter_dir, load_in_4bit=four)
     return model, load_tokenizer(str(adapter_dir)), config
