@@ -5,7 +5,7 @@ train reranker -> rerank, then fusion of the rounds' rankings with weights tuned
 validation. Reports MAP@k / Recall@k (the task's k, Eedi 25; the config's ``data.task``) per stage
 and seconds per stage.
 
-    python benchmarks/bench_real.py --config configs/gpu.yaml --splits v1:3,v2:1   # GPU
+    python benchmarks/bench_real.py --config configs/gpu_retrieval.yaml --splits v1:3,v2:1   # GPU
     python benchmarks/bench_real.py --config configs/cpu_real.yaml --splits v1:1 --no-rerank   # CPU
 """
 
@@ -36,7 +36,7 @@ def timed(fn, *a):
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/gpu.yaml")
+    ap.add_argument("--config", default="configs/gpu_retrieval.yaml")
     ap.add_argument("--splits", default="v1:3,v2:1", help="split:rounds, comma-separated")
     ap.add_argument("--data-dir", default=None)
     ap.add_argument("--model", default=None, help="embedder and cross-encoder init (default: bundled MiniLM)")

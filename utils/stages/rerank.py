@@ -50,9 +50,9 @@ def _item_prior_weights(rc: dict, has_prior: bool) -> tuple[float, ...]:
 
 
 # Blend weight of the reranker when it cannot be tuned (split full): the reranker alone ranks below
-# the fine-tuned retriever in nearly every measured run, so an untuned run must still blend. With
-# configs/gpu.yaml and no item prior, 0.4 is the best fixed alpha averaged over four v2 splits
-# (+0.014 MAP@25) and close to the best over three v1 splits (+0.011 against +0.013 at 0.3)
+# the fine-tuned retriever in nearly every measured run, so an untuned run must still blend. With the
+# cross-encoder of configs/gpu_retrieval.yaml and no item prior, 0.4 is the best fixed alpha averaged over
+# four v2 splits (+0.014 MAP@25) and close to the best over three v1 splits (+0.011 against +0.013 at 0.3)
 # (benchmarks/results/bench_rerank_seeds/).
 UNTUNED_BLEND_ALPHA = 0.4
 
