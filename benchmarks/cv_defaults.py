@@ -93,7 +93,7 @@ VARIANTS: dict[str, dict] = {
     "llm_pointwise_smollm2_mpnet_2ep_top50": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                               "rerank": {**LLM_RERANK, "epochs": 2, "top_k": 50},
                                               "embedder": {"model": "pypi:all-mpnet-base-v2"}},
-    # 3 epochs: does the trend from 1 to 2 epochs (+0.0049) go on? (~11 min more per fold than 2 epochs)
+    # 3 epochs: does the trend from 1 to 2 epochs (+0.0049) go on? (each epoch ~3.5 min more per fold, 2026-12-04)
     "llm_pointwise_smollm2_mpnet_3ep": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                         "rerank": {**LLM_RERANK, "epochs": 3},
                                         "embedder": {"model": "pypi:all-mpnet-base-v2"}},
