@@ -380,3 +380,36 @@ def test_choices_apply_to_the_shipped_gpu_config(tmp_path):
             fusion = load_config(REPO_ROOT / "configs" / name, cv.read_choices(tmp_path / "choices.yaml"))["fusion"]
             assert {k: fusion[k] for k in spec["fusion"]} == spec["fusion"]
             assert fusion["weights"] == spec["fusion"].get("weights")
+
+
+def _depth_run(root, gold_score: float, n_questions: int = 20) -> None:
+    """Two folds; retrieval ranks each gold 4th of 5; the reranker scored all 5 (gold ``gold_score``, others 0)."""
+    for k in range(2):
+        qs = [f"{q}_A" for q in range(k * n_questions // 2, (k + 1) * n_questions // 2)]
+        gold = {q: 100 + i for i, q in enumerate(qs)}
+        cands = {q: [1, 2, 3, g, 4] for q, g in gold.items()}
+        rows = [{"query_id": q, "item_id": m, "reranker_score": gold_score if m == gold[q] else 0.0,
+                 "item_prior": 0.0, "top_k": 5} for q, items in cands.items() for m in items]
+        _fold(root, k, 1, gold, cands, rerank=pd.DataFrame(rows), config={"rerank": {"item_prior_weight": 0.0}})
+
+
+def test_rerank_depth_reranks_smaller_heads_with_the_same_scores(tmp_path):
+    """Gold 4th: a head of 3 cannot lift it (AP 1/4 = retrieval's); over the head of 5 the blend puts it first
+    once alpha > 0.46 (z-scores per query: gold 2 alpha - 0.71 (1 - alpha) against the first item's
+    -0.5 alpha + 1.41 (1 - alpha)), AP 1. A second run scoring the gold -5 cancels the first one's z-scores when
+    averaged: the retrieval order, AP 1/4."""
+    sys.path.insert(0, str(REPO_ROOT / "benchmarks"))
+    from rerank_depth import depth_table
+
+    _depth_run(tmp_path / "good", 5.0)
+    _depth_run(tmp_path / "bad", -5.0)
+    systems, comparisons = depth_table(tmp_path / "good", [3, 5])
+    got = dict(zip(systems["system"], systems["map@25"]))
+    assert got == pytest.approx({"retrieval": 0.25, "top 3": 0.25, "top 5": 1.0})
+    row = comparisons.set_index(["system", "over"]).loc[("top 5", "top 3")]
+    assert row["gain"] == pytest.approx(0.75) and row["lo"] == pytest.approx(0.75)
+    systems, _ = depth_table(tmp_path / "good", [5], also=tmp_path / "bad")
+    got = dict(zip(systems["system"], systems["map@25"]))
+    assert got["top 5"] == pytest.approx(1.0) and got["top 5, both runs averaged"] == pytest.approx(0.25)
+    with pytest.raises(SystemExit, match="scored the top 5, not 10"):
+        depth_table(tmp_path / "good", [5, 10])
