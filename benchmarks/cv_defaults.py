@@ -84,12 +84,15 @@ VARIANTS: dict[str, dict] = {
     "llm_pointwise_smollm2_mpnet": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER, "rerank": LLM_RERANK,
                                     "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     # the same trained twice as long (2 epochs; = configs/gpu.yaml with alpha 0.4, CV's pick): +0.0144
-    # (+0.0082..+0.0208) over round 3, +0.0069 (+0.0002..+0.0135) over the fused rounds, +0.0049 over 1 epoch (2026-12-04)
+    # (+0.0082..+0.0208) over round 3, +0.0069 (+0.0002..+0.0135) over the fused rounds, +0.0049 over 1 epoch (2026-12-04);
+    # again 0.4266: +0.0142 (+0.0089..+0.0198) over round 3, +0.0060 (-0.0000..+0.0121) over the fused rounds (2026-12-04b)
     "llm_pointwise_smollm2_mpnet_2ep": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                         "rerank": {**LLM_RERANK, "epochs": 2},
                                         "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     # the 2-epoch reranker over the top 50 (not 25): round 3's recall holds the gold in its top 25 for 0.807 of
-    # the pairs, and a reranker cannot lift what it never sees (scoring twice the rows)
+    # the pairs, and a reranker cannot lift what it never sees (scoring twice the rows). 2026-12-04b: Hit@25 0.835,
+    # MAP@25 0.4286, +0.0020 (-0.0015..+0.0057) over the top 25; the same scores over 50 vs 25 +0.0017
+    # (-0.0001..+0.0035), benchmarks/rerank_depth.py: not taken
     "llm_pointwise_smollm2_mpnet_2ep_top50": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                               "rerank": {**LLM_RERANK, "epochs": 2, "top_k": 50},
                                               "embedder": {"model": "pypi:all-mpnet-base-v2"}},
