@@ -90,7 +90,8 @@ VARIANTS: dict[str, dict] = {
                                         "rerank": {**LLM_RERANK, "epochs": 2},
                                         "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     # the 2-epoch reranker over the top 50 (not 25): round 3's recall holds the gold in its top 25 for 0.807 of
-    # the pairs, and a reranker cannot lift what it never sees (scoring twice the rows). 2026-12-04b: Hit@25 0.835,
+    # the pairs, and a reranker cannot lift what it never sees (scoring twice the rows; the training negatives are
+    # drawn from the top 50 too). 2026-12-04b: Hit@25 0.835,
     # MAP@25 0.4286, +0.0020 (-0.0015..+0.0057) over the top 25; the same scores over 50 vs 25 +0.0017
     # (-0.0001..+0.0035), benchmarks/rerank_depth.py: not taken
     "llm_pointwise_smollm2_mpnet_2ep_top50": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
