@@ -110,6 +110,24 @@ def test_pooled_table_scores_every_pair_once(tmp_path):
     assert "05_train_reranker" not in choices["config"]["notebooks"]  # no reranker to choose: the run skips it
 
 
+def test_cv_reports_seen_and_unseen_items_apart(tmp_path):
+    # gold 1 is a positive in both folds (seen by each); golds 2 and 4 only in their own fold (unseen).
+    # Retrieval AP: 1_A 1, 1_B 1/2, 2_A 1, 2_C 1/3 -> seen (1 + 1) / 2 = 1, unseen (1/2 + 1/3) / 2 = 5/12
+    _fold(tmp_path, 0, 1, {"1_A": 1, "1_B": 2}, {"1_A": [1, 5], "1_B": [5, 2]})
+    _fold(tmp_path, 1, 1, {"2_A": 1, "2_C": 4}, {"2_A": [1, 9], "2_C": [9, 8, 4]})
+    result = cv.choose(tmp_path)
+    assert result["unseen_pairs"] == 2
+    stages = {s["stage"]: s for s in result["stages"]}
+    assert stages["retrieval"]["map@25_seen"] == pytest.approx(1.0)
+    assert stages["retrieval"]["map@25_unseen"] == pytest.approx(5 / 12)
+    assert stages["final"]["gain_unseen"] == pytest.approx(0.0)  # final is the retrieval here
+    md = (tmp_path / "cv.md").read_text()
+    assert "## Seen and unseen items" in md and "2 of 4 pairs have no positive" in md and "0.4167" in md
+    # several positives: seen when any of them is another fold's positive
+    pairs = pd.DataFrame({"fold": [0, 0, 1, 1], "positives": [(1, 7), (2,), (7,), (3, 8)]})
+    assert cv.unseen_pairs(pairs).tolist() == [False, True, False, True]
+
+
 def test_cv_scores_at_the_runs_k_with_several_positives(tmp_path):
     # an AQA-like run (submission.k 3 in its rounds' config.yaml, several positives per query):
     # 1_A: positives 1 and 7 at ranks 1 and 3 -> AP@3 (1 + 2/3) / 2 = 5/6; 1_B: gold 4th -> 0 at k 3 (1/4 at 25);

@@ -365,6 +365,8 @@ def choose(root: str | Path, write: bool = True) -> dict:
     ap_final, picks = out_of_fold(alts)
     stage("final", max(info["rounds"]), ap_final, "all alternatives, chosen out of fold (the submission's recipe)")
     _add_gains(stages, per_pair)
+    unseen = unseen_pairs(pairs)
+    _add_unseen(stages, per_pair, unseen, k)
     rows = [_summary(A[i], groups, k, name=n, kind=kind) for i, (n, kind) in enumerate(zip(alts.names, alts.kinds))]
     alt_table = pd.DataFrame(rows).sort_values(f"map@{k}", ascending=False, ignore_index=True)
     spec = alts.specs[chosen]
@@ -372,7 +374,7 @@ def choose(root: str | Path, write: bool = True) -> dict:
     overrides = _overrides(spec, cfg)
     result = {"k": k, "folds": info["folds"], "rounds": info["rounds"], "pairs": len(pairs),
               "one_positive": bool(all(len(p) == 1 for p in pairs["positives"])),
-              "questions": int(pairs["group"].nunique()), "stages": stages,
+              "questions": int(pairs["group"].nunique()), "unseen_pairs": int(unseen.sum()), "stages": stages,
               "chosen": {"name": alts.names[chosen], "kind": alts.kinds[chosen], "pooled": rows[chosen],
                          "out_of_fold": stages[-1], "fold_picks": picks},
               "alternatives": alt_table.to_dict("records"), "rerank_grid": info["rerank_grid"]}
@@ -392,6 +394,32 @@ def _add_gains(stages: list[dict], per_pair: list[pd.DataFrame]) -> None:
             ref = retrieval.get(s["round"], retrieval[max(retrieval)])
             g = paired_bootstrap(ref["ap"].to_numpy(), p["ap"].to_numpy(), groups=p["group"].to_numpy())
             s.update({"gain": g["gain"], "gain_lo": g["lo"], "gain_hi": g["hi"]})
+
+
+def unseen_pairs(pairs: pd.DataFrame) -> np.ndarray:
+    """Pooled pairs none of whose positives is a positive of another fold's pairs: items the fold never
+    trained on (exact when every fold is pooled; a fold left out makes its items look unseen)."""
+    by_fold: dict = {}
+    for f, pos in zip(pairs["fold"], pairs["positives"]):
+        by_fold.setdefault(f, set()).update(pos)
+    return np.array([not any(p in items for g, items in by_fold.items() if g != f for p in pos)
+                     for f, pos in zip(pairs["fold"], pairs["positives"])], dtype=bool)
+
+
+def _add_unseen(stages: list[dict], per_pair: list[pd.DataFrame], unseen: np.ndarray, k: int) -> None:
+    """Each stage's MAP@k on pairs whose positives other folds had (seen) and had not (unseen), and the
+    paired gain over its round's retrieval on the unseen ones: a gain that comes only from items the
+    model trained on shrinks on a test with more new items."""
+    if unseen.all() or not unseen.any():
+        return
+    retrieval = {s["round"]: p for s, p in zip(stages, per_pair) if s["stage"] == "retrieval"}
+    for s, p in zip(stages, per_pair):
+        ap = p["ap"].to_numpy()
+        s.update({f"map@{k}_seen": float(ap[~unseen].mean()), f"map@{k}_unseen": float(ap[unseen].mean())})
+        if "gain" in s:
+            ref = retrieval.get(s["round"], retrieval[max(retrieval)])["ap"].to_numpy()
+            g = paired_bootstrap(ref[unseen], ap[unseen], groups=p["group"].to_numpy()[unseen])
+            s.update({"gain_unseen": g["gain"], "gain_unseen_lo": g["lo"], "gain_unseen_hi": g["hi"]})
 
 
 def stage_gains(cv_pairs: pd.DataFrame, k: int = 25) -> pd.DataFrame:
@@ -463,9 +491,19 @@ def read_choices(path: str | Path) -> dict:
 def _fmt(table: pd.DataFrame, cols: list[str]) -> str:
     t = table[cols].copy()
     for c in t.columns:
-        if c.startswith(("map@", "hit@")) or c in ("lo", "hi", "gain", "gain_lo", "gain_hi"):
+        if c.startswith(("map@", "hit@", "gain")) or c in ("lo", "hi"):
             t[c] = t[c].map(lambda v: "" if pd.isna(v) else f"{v:+.4f}" if c.startswith("gain") else f"{v:.4f}")
     return t.to_markdown(index=False) + "\n"
+
+
+def _unseen_markdown(stages: pd.DataFrame, result: dict, k: int) -> list[str]:
+    if f"map@{k}_unseen" not in stages:
+        return []
+    gains = [c for c in ("gain_unseen", "gain_unseen_lo", "gain_unseen_hi") if c in stages]
+    return [f"\n## Seen and unseen items\n\n{result['unseen_pairs']} of {result['pairs']} pairs have no positive that "
+            "another fold's pairs have (an item the fold never trained on); gain_unseen: paired, over the retrieval "
+            "of the same round, on those pairs only.\n",
+            _fmt(stages, ["round", "stage", f"map@{k}_seen", f"map@{k}_unseen"] + gains)]
 
 
 def to_markdown(result: dict, in_fold: pd.DataFrame | None = None) -> str:
@@ -480,6 +518,7 @@ def to_markdown(result: dict, in_fold: pd.DataFrame | None = None) -> str:
           "## Stages (choices made out of fold; gain: paired, over the retrieval of the same round)\n",
           _fmt(stages, ["round", "stage", m, "lo", "hi", rec] +
                [c for c in ("gain", "gain_lo", "gain_hi") if c in stages] + ["how"]),
+          *_unseen_markdown(stages, result, k),
           f"\n## Choice\n\n`{c['name']}` ({c['kind']}): pooled {c['pooled'][m]:.4f} (picked on these pairs); "
           f"out of fold {c['out_of_fold'][m]:.4f} ({c['out_of_fold']['lo']:.4f} .. {c['out_of_fold']['hi']:.4f}). "
           f"Picks per held-out fold: {', '.join(c['fold_picks'])}.\n",
