@@ -45,6 +45,7 @@ def _load(tmp_path: Path, text: str) -> dict:
     ("cpu_threads: many", "cpu_threads: expected 'auto' or an integer, got 'many'"),
     ("export: {is_private: 'no'}", "export.is_private: expected true or false, got 'no'"),
     ("train: 3", "train: expected a mapping, got 3"),
+    ("rerank: {lora: null}", "rerank.lora: expected a mapping, got None"),  # LLM rerankers always train LoRA
 ])
 def test_bad_values_name_file_and_key(tmp_path, text, message):
     with pytest.raises(ConfigError) as err:

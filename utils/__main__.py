@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     rep.set_defaults(func=_report)
 
     inf = sub.add_parser("infer", help="inference only: embed, recall, rerank test.csv with packed models")
-    inf.add_argument("--data-dir", required=True, help="folder in Kaggle's Eedi layout (test.csv required)")
+    inf.add_argument("--data-dir", required=True, help="folder in the task's raw layout (data.task of the config; its test queries required)")
     inf.add_argument("--models", required=True, help="folder holding embedder/ (+ reranker/): an exported dataset or a round")
     inf.add_argument("--out", required=True, help="folder for submission.csv")
     inf.add_argument("--config", default=None, help="YAML config (default: <models>/config.yaml, else the defaults)")

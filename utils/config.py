@@ -364,7 +364,7 @@ class RerankConfig:
     batch_size: int = opt(16, _int(ge=1))
     max_length: int = opt(96, _int(ge=1))
     loss: str = opt("listwise", _one_of("pointwise", "listwise"))  # cross-encoder loss
-    lora: dict | None = opt({"r": 16, "alpha": 32, "dropout": 0.05}, Rule(("dict",), null=True))  # LLM rerankers
+    lora: dict = opt({"r": 16, "alpha": 32, "dropout": 0.05}, Rule(("dict",)))  # LLM rerankers (always LoRA)
     load_in_4bit: bool = opt(False)
     # LLM rerankers: recompute activations in backward (the memory a 7B+ model needs); off trained
     # SmolLM2-135M 2.4x faster on an H200 at 8x the memory (benchmarks/results/bench_llm_reranker.md)
@@ -440,8 +440,7 @@ class Config:
     show_progress: Any = opt("auto", Rule(("bool",), choices=("auto",)))  # auto = on, off where CI=true
     # torch CPU threads; auto = 1 on machines with <= 2 CPUs (see utils.stages.context.configure_threads)
     cpu_threads: Any = opt("auto", Rule(("int",), choices=("auto",), ge=1))
-    notebooks: list = opt(["01_mine_hn", "02_train_embedder", "03_eval_embedder", "04_recall", "05_train_reranker",
-                           "06_rerank", "08_fuse_submit"], Rule(("list",), item=Rule(("str",))))
+    notebooks: list = opt([n for n in NOTEBOOKS if n != "07_export"], Rule(("list",), item=Rule(("str",))))
     data: DataConfig = field(default_factory=DataConfig)
     split: SplitConfig = field(default_factory=SplitConfig)
     embedder: EmbedderConfig = field(default_factory=EmbedderConfig)

@@ -1,4 +1,4 @@
-"""Loading causal LMs (optionally 4-bit NF4) and attaching / saving / merging LoRA adapters.
+"""Loading causal LMs (optionally 4-bit NF4), attaching LoRA adapters and loading saved ones.
 
 Thin wrappers over transformers + peft + bitsandbytes so every notebook loads models the same
 way; any argument named ``*name_or_path`` takes a local folder, a hub id or a
@@ -8,10 +8,7 @@ way; any argument named ``*name_or_path`` takes a local folder, a hub id or a
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
-
-from utils.io import atomic_dir
 
 DEFAULT_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
@@ -131,15 +128,6 @@ def attach_lora(
     return get_peft_model(model, config)
 
 
-def save_adapter(model, out_dir: str | os.PathLike, tokenizer=None) -> str:
-    """Save only the LoRA weights (+ tokenizer) atomically to ``out_dir``; returns it."""
-    with atomic_dir(out_dir) as tmp:
-        model.save_pretrained(str(tmp))
-        if tokenizer is not None:
-            tokenizer.save_pretrained(str(tmp))
-    return str(out_dir)
-
-
 def load_adapter(
     base_name_or_path: str,
     adapter_dir: str | os.PathLike,
@@ -154,22 +142,3 @@ def load_adapter(
     base = load_causal_lm(base_name_or_path, load_in_4bit=load_in_4bit, dtype=dtype, device_map=device_map)
     model = PeftModel.from_pretrained(base, str(adapter_dir), is_trainable=is_trainable)
     return model if is_trainable else model.eval()
-
-
-def merge_and_save(base_name_or_path: str, adapter_dir: str | os.PathLike, out_dir: str | os.PathLike, dtype=None) -> str:
-    """Fold the adapter into full-precision base weights and save a plain HF checkpoint (+ tokenizer).
-
-    Loads the base unquantised (merging into 4-bit weights would round the LoRA update away),
-    so export on a machine with memory for the bf16 model; the result loads without peft.
-    """
-    import torch
-
-    # bf16 as a storage format (merged on CPU); loaders cast it to fp16 on GPUs without bf16
-    model = load_adapter(base_name_or_path, adapter_dir, load_in_4bit=False, dtype=dtype or torch.bfloat16,
-                         device_map="cpu")
-    merged = model.merge_and_unload()
-    tok_src = adapter_dir if (Path(adapter_dir) / "tokenizer_config.json").exists() else base_name_or_path
-    with atomic_dir(out_dir) as tmp:
-        merged.save_pretrained(str(tmp))
-        load_tokenizer(str(tok_src)).save_pretrained(str(tmp))
-    return str(out_dir)

@@ -6,7 +6,7 @@
 # %% tags=["parameters"]
 # Parameters (papermill injects these; edit them to explore in Jupyter)
 run_dir = "runs/v1/round_1"   # this round's folder; the split lives one level up
-data_dir = None               # folder in Kaggle's Eedi layout, None means the bundled sample data
+data_dir = None               # folder in the task's raw layout (data.task), None means its bundled sample data
 split = "v1"                  # v1 | v2 | v3 | full
 round_idx = 1                 # round r mines with round r-1's embedder
 config_path = None            # YAML overriding utils.config.DEFAULTS
@@ -34,7 +34,7 @@ pd.Series({k: v['query_id'].nunique() for k, v in candidates.items()}, name='que
 # %%
 if not ctx.val_pairs.empty:
     display(pd.Series(evaluate(candidates['val'], ctx.val_pairs, k=ctx.k)).to_frame('validation').round(4))
-    plots.recall_curves({'fine-tuned': candidates['val']}, ctx.val_pairs, title='candidate recall');
+    plots.recall_curves({'fine-tuned': candidates['val']}, ctx.val_pairs, title='candidate recall', k=ctx.k);
 
 # %%
 candidates['test'].head(10)

@@ -6,7 +6,7 @@
 # %% tags=["parameters"]
 # Parameters (papermill injects these; edit them to explore in Jupyter)
 run_dir = "runs/v1/round_1"   # this round's folder; the split lives one level up
-data_dir = None               # folder in Kaggle's Eedi layout, None means the bundled sample data
+data_dir = None               # folder in the task's raw layout (data.task), None means its bundled sample data
 split = "v1"                  # v1 | v2 | v3 | full
 round_idx = 1                 # round r mines with round r-1's embedder
 config_path = None            # YAML overriding utils.config.DEFAULTS

@@ -200,11 +200,3 @@ def pack_wheels(out_root: Path, dataset_id: str, title: str, requirements: Seque
         target = build_dataset(src, Path(out_root), dataset_id, title, license_name=license_name)
     return {"dir": target, "dataset_id": dataset_id, "install": install, "wheels": manifest["wheels"],
             "python_version": python_version}
-
-
-def install_command(wheels_dir: Path | str, target: Path | str | None = None) -> list[str]:
-    """What the kernel runs: ``pip install --no-index --find-links DIR -r DIR/requirements.txt``."""
-    cmd = [sys.executable, "-m", "pip", "install", "--no-index", "--find-links", str(wheels_dir),
-           "-r", str(Path(wheels_dir) / REQUIREMENTS)]
-    return cmd + (["--target", str(target)] if target else [])
-
