@@ -71,6 +71,18 @@ def test_icl_jsonl_lora_training_reloads_identically_and_pools_last_token(decode
         np.testing.assert_allclose(e.encode(TEXTS, batch_size=4, show_progress=False), single, atol=1e-5)
 
 
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_trainer_truncates_on_the_configured_side(decoders, side):
+    emb = load_for_training(decoders["llama"], TrainConfig(truncation_side=side, max_query_length=12))
+    text = _records(icl_k=2)[0]["query"]
+    full = emb.tokenizer(text)["input_ids"]
+    assert len(full) > 20
+    ids = emb.tokenize([text], 12)["input_ids"][0].tolist()
+    assert ids[-1] == emb.tokenizer.eos_token_id and len(ids) == 12  # last-token pooling reads the appended EOS
+    kept = full[-11:] if side == "left" else full[:11]  # left: the query and its <response> slot survive
+    assert ids[:-1] == kept
+
+
 def _grads(model) -> dict[str, torch.Tensor]:
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad and p.grad is not None}
 

@@ -121,3 +121,12 @@ def test_cache_hits_and_keys_on_text(tmp_path, minilm, monkeypatch):
     monkeypatch.undo()
     cached_encode(minilm, TEXTS[:2], tmp_path, show_progress=False)
     assert len(list(tmp_path.glob("emb_*.npy"))) == 2
+
+
+def test_cache_keys_on_the_truncation_side(tmp_path, minilm, monkeypatch):
+    # texts cut on the other side are other embeddings: a cache made before train.truncation_side changed must miss
+    right = minilm.fingerprint()
+    monkeypatch.setattr(minilm.tokenizer, "truncation_side", "left")
+    assert minilm.fingerprint() != right
+    monkeypatch.setattr(minilm.tokenizer, "truncation_side", "right")
+    assert minilm.fingerprint() == right

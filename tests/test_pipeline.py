@@ -40,6 +40,23 @@ def test_icl_queries_use_other_questions_only(ctx):
     assert stages.ops.icl_pairs(ctx, val)["query_text"].tolist() == val["query_text"].tolist()
 
 
+@pytest.mark.parametrize("icl, setting, side", [(True, None, "left"), (False, None, "right"), (False, "left", "left"),
+                                                  (True, "right", "right")])
+def test_training_cuts_long_queries_on_the_side_encoding_does(ctx, tmp_path, monkeypatch, icl, setting, side):
+    # An ICL prompt longer than max_query_length must lose its oldest example in 02 as in 03/04; cut on the right in
+    # training only, the model learnt from prompts whose query and <response> slot were gone (found on real Eedi).
+    import utils.retrieval.train_embedder as te
+
+    ctx.config["embedder"]["icl"]["enabled"] = icl
+    ctx.config["train"]["truncation_side"] = setting
+    seen = {}
+    monkeypatch.setattr(te, "train_embedder", lambda records, start, out, cfg, **kw: seen.update(cfg=cfg) or [{}])
+    (tmp_path / "hn.jsonl").write_text("")
+    stages.ops.fit_embedder(ctx, tmp_path / "hn.jsonl", tmp_path / "emb")
+    assert ctx.truncation_side == side and seen["cfg"].truncation_side == side
+    assert ctx.embedder("base").tokenizer.truncation_side == side
+
+
 def test_unknown_rerank_and_fusion_options(ctx, tmp_path, tiny_data):
     # the typed config refuses unknown keys of every section when it is loaded, before any stage runs
     from utils.config import ConfigError, load_config

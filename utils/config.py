@@ -299,6 +299,10 @@ class TrainConfig:
     max_grad_norm: float = opt(1.0, _num(ge=0))
     max_query_length: int = opt(128, _int(ge=1))
     max_passage_length: int = opt(32, _int(ge=1))
+    # which end of a text longer than its max length is cut, in training and in encoding alike. null: left when
+    # embedder.icl is on (a long ICL prompt loses its oldest example, never the query and its <response> slot),
+    # else right (utils.stages.context.RunContext.truncation_side)
+    truncation_side: str | None = opt(None, _one_of("left", "right", null=True))
     in_batch_negatives: bool = opt(True)
     seed: int | None = opt(None, _int(ge=0, null=True))  # None: the run's seed (42 when built directly)
     bf16: bool = opt(True)  # GPU: autocast (and a LoRA base) in bf16, or fp16 + loss scaling without bf16; CPU: fp32

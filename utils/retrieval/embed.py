@@ -416,8 +416,9 @@ class Embedder(torch.nn.Module):
         return Path(out_dir)
 
     def fingerprint(self) -> str:
-        """Identifies the weights and settings, for the embedding cache."""
-        h = hashlib.sha1(json.dumps(self.settings(), sort_keys=True).encode())
+        """Identifies the weights and settings (and the side long texts are cut on), for the embedding cache."""
+        keys = {**self.settings(), "truncation_side": self.tokenizer.truncation_side}
+        h = hashlib.sha1(json.dumps(keys, sort_keys=True).encode())
         h.update(self.name_or_path.encode())
         p = Path(self.name_or_path)
         if p.is_dir():

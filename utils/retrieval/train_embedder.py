@@ -229,6 +229,7 @@ def load_for_training(model_name_or_path: str, cfg: TrainConfig, device: str | N
     else:
         dtype = cuda_dtype(dev) if (on_gpu and cfg.bf16 and cfg.lora) else torch.float32
         emb = Embedder(model_name_or_path, device=dev, dtype=dtype, max_length=max_len)
+    emb.tokenizer.truncation_side = cfg.truncation_side or "right"  # as the pipeline encodes (ICL: left)
     if cfg.gradient_checkpointing and not cfg.load_in_4bit:
         emb.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     if cfg.lora:

@@ -96,9 +96,15 @@ class RunContext:
         emb = Embedder(path, pooling=e["pooling"] if fresh else None,
                        max_length=e["max_length"] if fresh else None,
                        query_prefix=e["query_prefix"], passage_prefix=e["passage_prefix"])
-        if (e.get("icl") or {}).get("enabled"):
-            emb.tokenizer.truncation_side = "left"  # a long ICL prompt loses its first example, never the query
+        emb.tokenizer.truncation_side = self.truncation_side
         return emb
+
+    @property
+    def truncation_side(self) -> str:
+        """Which end of a too-long text is cut, the same when training (02) and encoding: ``train.truncation_side``,
+        or by default left with ``embedder.icl`` on (a long ICL prompt loses its oldest example, never the query)."""
+        side = self.config["train"].get("truncation_side")
+        return side or ("left" if (self.config["embedder"].get("icl") or {}).get("enabled") else "right")
 
     def metrics(self, section: str, values: dict) -> dict:
         return io.update_metrics(self.run_dir, section, values)

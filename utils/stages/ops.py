@@ -76,6 +76,7 @@ def fit_embedder(ctx: RunContext, records_path: Path, out_dir: Path, start: str 
 
     train = dict(ctx.config["train"])
     train["seed"] = ctx.config["seed"] if train["seed"] is None else train["seed"]
+    train["truncation_side"] = ctx.truncation_side  # the side 03/04 encode with
     cfg = TrainConfig.from_dict(train)
     gpus = cfg.gpus  # > 1: torchrun, one process per GPU, negatives shared across GPUs
     start = start or (ctx.mining_model if cfg.init == "previous" else ctx.base_model)  # previous: round r continues r-1
