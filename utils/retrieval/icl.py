@@ -7,8 +7,9 @@ examples are joined by a blank line and followed by one, then the query as
 Passages get no examples and no instruction.
 
 Long prompts: with ``k`` examples the query is several times longer than the bare one; train
-and encode with ``max_query_length`` >= 512 and ``tokenizer.truncation_side = "left"`` so any
-truncation drops the oldest example rather than the query and its ``<response>`` slot.
+and encode with ``max_query_length`` >= 512. The pipeline cuts on the left in training and encoding
+alike (``train.truncation_side``, see ``RunContext.truncation_side``), so any truncation drops the
+oldest example rather than the query and its ``<response>`` slot.
 """
 
 from __future__ import annotations
